@@ -1,0 +1,51 @@
+"""The shapes every channel shares with the core: connectors receive an inbound handler, never the core."""
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+ReplyKind = Literal[
+    "answer", "suggest", "clarify", "handoff", "form", "notice", "notice_confirmed", "notice_declined",
+    "feedback_recorded", "greet", "thanks", "goodbye", "info", "agent",
+]
+
+
+class ReplyOption(BaseModel):
+    title: str
+    payload: str
+
+
+class HandoffInfo(BaseModel):
+    tier: Literal["human_text", "human_voice"]
+    reason: str
+    priority: Literal["normal", "high"] = "normal"
+
+
+class Reply(BaseModel):
+    """One message to the customer, with a machine-readable kind so every channel can render it."""
+
+    text: str
+    kind: ReplyKind
+    kb_id: str | None = None
+    options: list[ReplyOption] = Field(default_factory=list)
+    handoff: HandoffInfo | None = None
+    message_id: int | None = None
+
+
+class InboundMessage(BaseModel):
+    channel: str = Field(min_length=1, max_length=32)
+    sender: str = Field(min_length=1, max_length=128)
+    text: str
+    message_id: str | None = Field(default=None, max_length=128)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class InboundResult(BaseModel):
+    conversation_id: str
+    status: str
+    replies: list[Reply]
+    replayed: bool = False
+
+
+InboundHandler = Callable[[InboundMessage], Awaitable[InboundResult]]

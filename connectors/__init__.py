@@ -1,0 +1,1 @@
+"""Channel connectors (web chat, WeChat, outbound notices); they import only ``common``."""

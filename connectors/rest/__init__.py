@@ -1,0 +1,1 @@
+"""The REST channel: the contract integrators and tests use."""

@@ -1,0 +1,1 @@
+"""Human agents: accounts, sessions, presence, and the agent API."""

@@ -1,0 +1,442 @@
+"""The per-message routing flow: persist, then the human, the knowledge base or Rasa answers."""
+
+import asyncio
+import json
+import logging
+import re
+import uuid
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
+
+from common.channels import HandoffInfo, InboundMessage, InboundResult, Reply, ReplyOption
+from common.db import session_scope, utcnow
+from gateway.clients.rasa import RasaClient, RasaUnavailable
+from gateway.conversation import flows, routing, service, texts
+from gateway.conversation.models import (
+    Conversation,
+    Direction,
+    HandoffReason,
+    Message,
+    Priority,
+    SenderType,
+    Status,
+    Tier,
+)
+from gateway.settings import GatewaySettings
+from knowledge import service as kb_service
+from knowledge.flows import LiveIndex
+from knowledge.retrieval import SearchOutcome
+
+log = logging.getLogger(__name__)
+
+HUMAN_HOLDS = (Status.PENDING_HUMAN.value, Status.HUMAN.value)
+CHOOSE_KB = re.compile(r"^/choose_kb(\{.*\})$")
+# Words that make a short follow-up lean on what was said before (那一天多少钱, 这种状态下…).
+_ELLIPTIC = re.compile(r"^(那|这|那个|这个|那边|这边|这种|那种|它|他们|可以|能|还|要|关了|以后|在那)")
+MAX_TEXT = 2000
+FOLLOW_UP_MAX_CHARS = 20
+
+# Degraded mode: without Rasa the gateway still recognises the commands that must never be lost.
+_FALLBACK_INTENTS = (
+    ("request_voice", re.compile(r"(打|回|来)(个)?电话|电话(联系|回访|回复)|回电|打我手机")),
+    ("request_human", re.compile(r"人工|真人|客服人员|转接|接线员")),
+    ("complain", re.compile(r"投诉")),
+    ("goodbye", re.compile(r"再见|拜拜|88$|bye", re.I)),
+    ("thank", re.compile(r"谢谢|多谢|感谢|谢啦|thx|thanks", re.I)),
+    ("greet", re.compile(r"^(你好|您好|在吗|hi|hello|哈喽)", re.I)),
+    ("feedback_negative", re.compile(r"没用|不对|没解决|还是不行")),
+)
+
+
+@dataclass
+class Begun:
+    """What the first transaction established about an inbound message."""
+
+    inbound_id: int
+    conversation_id: int
+    public_id: str
+    status: str
+    elderly: bool
+    failure_streak: int
+    last_kb_id: str | None
+    last_kb_title: str | None
+    replay: InboundResult | None = None
+
+
+@dataclass
+class Outcome:
+    replies: list[Reply]
+    handoff: HandoffInfo | None = None
+    reset_streak: bool = False
+    failure: bool = False
+    tracker_events: list[dict[str, Any]] = field(default_factory=list)
+
+
+class ConversationEngine:
+    """Every channel's inbound messages, one at a time per sender."""
+
+    def __init__(
+        self,
+        *,
+        session_factory: sessionmaker[Session],
+        index: Callable[[], LiveIndex | None],
+        rasa: RasaClient | None,
+        settings: GatewaySettings,
+        rasa_ready: Callable[[], bool] = lambda: True,
+        clock: Callable[[], datetime] = utcnow,
+    ):
+        self._factory = session_factory
+        self._index = index
+        self._rasa = rasa
+        self._rasa_ready = rasa_ready
+        self._settings = settings
+        self._clock = clock
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    async def handle(self, message: InboundMessage) -> InboundResult:
+        """Persist the message, answer it (or pass it to the human), persist the replies."""
+        lock = self._locks.get(f"{message.channel}:{message.sender}")
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[f"{message.channel}:{message.sender}"] = lock
+        async with lock:
+            begun = await run_in_threadpool(self._begin, message)
+            if begun.replay is not None:
+                return begun.replay
+            try:
+                outcome = await self._respond(begun, message.text.strip()[:MAX_TEXT])
+            except Exception:
+                log.exception("answering message %s failed; it stays stored for a human", begun.inbound_id)
+                outcome = Outcome(replies=[Reply(kind="info", text=texts.ERROR)])
+            result = await run_in_threadpool(self._finish, begun, outcome)
+            if outcome.tracker_events and self._rasa is not None and self._rasa_ready():
+                try:
+                    await self._rasa.append_events(begun.public_id, outcome.tracker_events)
+                except RasaUnavailable as exc:
+                    log.warning("could not write a KB turn into Rasa's tracker: %s", exc)
+            return result
+
+    # -- transactions ---------------------------------------------------------------------------
+
+    def _begin(self, message: InboundMessage) -> Begun:
+        source_id = message.message_id or uuid.uuid4().hex
+        with session_scope(self._factory) as db:
+            inbound = service.get_inbound(db_session=db, channel=message.channel, source_id=source_id)
+            if inbound is not None:
+                conversation = db.get(Conversation, inbound.conversation_id)
+                assert conversation is not None
+                if inbound.processed_at is not None:
+                    replies = service.get_replies(db_session=db, inbound_id=inbound.id)
+                    return self._snapshot(db, conversation, inbound, replay=_result(conversation, replies, True))
+                return self._snapshot(db, conversation, inbound)
+            contact = service.get_or_create_contact(db_session=db, channel=message.channel, source_id=message.sender)
+            _apply_metadata(contact, message.metadata)
+            conversation = service.get_open(db_session=db, contact_id=contact.id, channel=message.channel)
+            if conversation is None:
+                conversation = Conversation(contact_id=contact.id, channel=message.channel)
+                db.add(conversation)
+                db.flush()
+            inbound = service.add_message(
+                db_session=db, conversation=conversation, direction=Direction.IN, sender_type=SenderType.CUSTOMER,
+                text=message.text, source_id=source_id,
+            )
+            return self._snapshot(db, conversation, inbound)
+
+    def _snapshot(self, db: Session, conversation: Conversation, inbound: Message,
+                  replay: InboundResult | None = None) -> Begun:
+        last = service.get_last_answer(db_session=db, conversation_id=conversation.id)
+        last_entry = (
+            kb_service.get_by_external_id(db_session=db, external_id=last.kb_entry_id)
+            if last and last.kb_entry_id else None
+        )
+        return Begun(
+            inbound_id=inbound.id, conversation_id=conversation.id, public_id=conversation.public_id,
+            status=conversation.status, elderly=conversation.contact.elderly,
+            failure_streak=conversation.failure_streak,
+            last_kb_id=last.kb_entry_id if last else None,
+            last_kb_title=last_entry.title if last_entry else None,
+            replay=replay,
+        )
+
+    def _finish(self, begun: Begun, outcome: Outcome) -> InboundResult:
+        with session_scope(self._factory) as db:
+            conversation = db.get(Conversation, begun.conversation_id)
+            inbound = db.get(Message, begun.inbound_id)
+            assert conversation is not None and inbound is not None
+            replies = list(outcome.replies)
+            if outcome.handoff is not None:
+                replies = self._apply_handoff(db, conversation, outcome.handoff, replies)
+            if outcome.reset_streak:
+                conversation.failure_streak = 0
+            elif outcome.failure:
+                conversation.failure_streak += 1
+            stored = [
+                service.add_message(
+                    db_session=db, conversation=conversation, direction=Direction.OUT, sender_type=SenderType.BOT,
+                    text=reply.text, kind=reply.kind, reply_to_id=inbound.id, kb_entry_id=reply.kb_id,
+                    payload=_payload(reply),
+                )
+                for reply in replies
+            ]
+            service.mark_processed(db_session=db, message=inbound)
+            return _result(conversation, stored, False)
+
+    def _apply_handoff(self, db: Session, conversation: Conversation, handoff: HandoffInfo,
+                       replies: list[Reply]) -> list[Reply]:
+        tier = Tier(handoff.tier)
+        try:
+            ahead = flows.hand_off(
+                db_session=db, conversation=conversation, tier=tier,
+                reason=_reason(handoff.reason),
+                priority=Priority(handoff.priority),
+            )
+        except flows.IllegalTransition as exc:
+            log.warning("handoff ignored: %s", exc)
+            return replies
+        if tier is Tier.HUMAN_TEXT:
+            queued = texts.QUEUED_NEXT if ahead == 0 else texts.QUEUED.format(ahead=ahead)
+            # The queue position is the gateway's knowledge: it replaces whatever Rasa said.
+            return [r for r in replies if r.kind != "handoff"] + [Reply(kind="handoff", text=queued, handoff=handoff)]
+        return replies
+
+    # -- answering ------------------------------------------------------------------------------
+
+    async def _respond(self, begun: Begun, text: str) -> Outcome:
+        if begun.status in HUMAN_HOLDS:
+            # A human holds the conversation: the bot stays silent; the agent sees the message.
+            return Outcome(replies=[])
+        if begun.elderly and begun.status == Status.BOT.value:
+            handoff = HandoffInfo(tier="human_text", reason=HandoffReason.ELDERLY.value, priority="high")
+            return Outcome(replies=[Reply(kind="handoff", text="", handoff=handoff)], handoff=handoff)
+        chosen = CHOOSE_KB.match(text)
+        if chosen:
+            return await self._chosen(chosen.group(1), text)
+
+        rasa_up = self._rasa is not None and self._rasa_ready()
+        kb_task = asyncio.create_task(self._search(text, begun))
+        nlu, state = routing.Nlu("nlu_fallback", 0.0), routing.DialogueState(last_kb_id=begun.last_kb_id)
+        if rasa_up:
+            assert self._rasa is not None
+            try:
+                parsed, tracker = await asyncio.gather(self._rasa.parse(text), self._rasa.tracker(begun.public_id))
+                nlu = routing.Nlu.from_parse(parsed)
+                state = routing.DialogueState.from_tracker(tracker)
+                if state.last_kb_id is None and begun.last_kb_id:
+                    state = routing.DialogueState(state.active_loop, state.pending_notice, state.offered_human,
+                                                  begun.last_kb_id)
+            except RasaUnavailable as exc:
+                log.warning("Rasa unavailable, degrading: %s", exc)
+                rasa_up = False
+        else:
+            nlu = _fallback_nlu(text)
+        kb = await kb_task
+        top = kb.hits[0].external_id if kb and kb.hits else None
+        tier = kb.tier if kb else "none"
+        route = routing.decide(
+            text=text, nlu=nlu, kb_tier=tier, kb_top=top, state=state,
+            command_min=self._settings.command_min_confidence,
+        )
+        if route is routing.Route.KB and kb is not None:
+            return await self._kb_outcome(kb, text)
+        if rasa_up:
+            return await self._via_rasa(begun, text, kb)
+        return self._degraded(begun, nlu)
+
+    async def _search(self, text: str, begun: Begun) -> SearchOutcome | None:
+        live = self._index()
+        if live is None:
+            return None
+        try:
+            alone = await run_in_threadpool(kb_service.search, index=live.index, query=text, audience="customer")
+        except ValueError:
+            return None
+        if not begun.last_kb_title or len(text) > FOLLOW_UP_MAX_CHARS:
+            return alone
+        if alone.tier == "answer" and not _ELLIPTIC.search(text):
+            return alone
+        # A short follow-up is read in the light of the previous answer (那一天多少钱 after 港澳日套餐).
+        contextual = await run_in_threadpool(
+            kb_service.search, index=live.index, query=f"{begun.last_kb_title} {text}", audience="customer"
+        )
+        if contextual.tier == "answer" and (alone.tier != "answer" or _ELLIPTIC.search(text)):
+            return contextual
+        return alone
+
+    async def _kb_outcome(self, kb: SearchOutcome, text: str) -> Outcome:
+        shown = kb.hits[:1] if kb.tier == "answer" else kb.hits
+        entries = await run_in_threadpool(self._entries, [h.entry_id for h in shown])
+        if kb.tier == "answer" and shown[0].entry_id in entries:
+            entry = entries[shown[0].entry_id]
+            return self._answer(entry.external_id, entry.title, entry.answer, text)
+        options = [
+            ReplyOption(title=entries[h.entry_id].title, payload=f'/choose_kb{{"kb_id": "{h.external_id}"}}')
+            for h in shown
+            if h.entry_id in entries
+        ]
+        reply = Reply(kind="suggest", text=texts.SUGGEST, options=options)
+        return Outcome(replies=[reply], tracker_events=_kb_turn_events(text, reply, None))
+
+    def _entries(self, ids: list[int]) -> dict[int, Any]:
+        with self._factory() as db:
+            return kb_service.hydrate(db_session=db, entry_ids=ids)
+
+    def _answer(self, kb_id: str, title: str, answer: str, text: str) -> Outcome:
+        reply = Reply(
+            kind="answer", text=answer, kb_id=kb_id,
+            options=[ReplyOption(title="有用", payload="/feedback_positive"),
+                     ReplyOption(title="没用", payload="/feedback_negative")],
+        )
+        return Outcome(replies=[reply], reset_streak=True, tracker_events=_kb_turn_events(text, reply, kb_id))
+
+    async def _chosen(self, raw: str, text: str) -> Outcome:
+        try:
+            kb_id = str(json.loads(raw)["kb_id"])
+        except (ValueError, KeyError, TypeError):
+            return Outcome(replies=[Reply(kind="clarify", text=texts.CLARIFY)], failure=True)
+        entry = await run_in_threadpool(self._servable, kb_id)
+        if entry is None:
+            return Outcome(replies=[Reply(kind="clarify", text=texts.CLARIFY)], failure=True)
+        return self._answer(entry.external_id, entry.title, entry.answer, text)
+
+    def _servable(self, kb_id: str) -> Any:
+        # A suggestion button's payload comes back from the customer: check it as untrusted input.
+        now = self._clock()
+        with self._factory() as db:
+            entry = kb_service.get_by_external_id(db_session=db, external_id=kb_id)
+            if (
+                entry is None
+                or entry.status != "published"
+                or entry.audience != "all"
+                or (entry.valid_from and entry.valid_from > now)
+                or (entry.valid_to and entry.valid_to <= now)
+            ):
+                return None
+            return entry
+
+    async def _via_rasa(self, begun: Begun, text: str, kb: SearchOutcome | None) -> Outcome:
+        assert self._rasa is not None
+        metadata = {
+            "kb": {
+                "tier": kb.tier if kb else "none",
+                "hits": [{"id": h.external_id, "confidence": round(h.confidence, 4)} for h in (kb.hits if kb else [])
+                         ][:4] if kb and kb.tier != "none" else [],
+            },
+            "channel": "gateway",
+            "now": self._clock().astimezone(self._settings.zone).isoformat(),
+            "conversation_id": begun.public_id,
+        }
+        try:
+            messages = await self._rasa.send(begun.public_id, text, metadata)
+        except RasaUnavailable as exc:
+            log.warning("Rasa failed mid-turn, degrading: %s", exc)
+            return self._degraded(begun, _fallback_nlu(text))
+        replies = [_reply_from_rasa(m) for m in messages]
+        replies = [r for r in replies if r.text or r.handoff]
+        handoff = next((r.handoff for r in replies if r.handoff), None)
+        failure = any(r.kind in ("clarify",) for r in replies)
+        return Outcome(replies=replies, handoff=handoff, failure=failure)
+
+    def _degraded(self, begun: Begun, nlu: routing.Nlu) -> Outcome:
+        intent = nlu.intent
+        if intent in ("request_human", "request_voice", "complain"):
+            reason = HandoffReason.COMPLAINT if intent == "complain" else HandoffReason.CUSTOMER_REQUEST
+            handoff = HandoffInfo(tier="human_text", reason=reason.value,
+                                  priority="high" if intent == "complain" else "normal")
+            return Outcome(replies=[Reply(kind="handoff", text=texts.DEGRADED_QUEUED, handoff=handoff)],
+                           handoff=handoff)
+        if intent == "greet":
+            return Outcome(replies=[Reply(kind="greet", text=texts.GREET)])
+        if intent == "thank":
+            return Outcome(replies=[Reply(kind="thanks", text=texts.THANKS)])
+        if intent == "goodbye":
+            return Outcome(replies=[Reply(kind="goodbye", text=texts.GOODBYE)])
+        if intent == "feedback_negative" and begun.last_kb_id:
+            return Outcome(replies=[Reply(kind="feedback_recorded", text=texts.FEEDBACK_SORRY)], failure=True)
+        if begun.failure_streak >= 1:
+            offer = [ReplyOption(title=texts.HANDOFF_OFFER, payload="/request_human")]
+            return Outcome(replies=[Reply(kind="clarify", text=texts.CLARIFY_OFFER_HUMAN, options=offer)],
+                           failure=True)
+        return Outcome(replies=[Reply(kind="clarify", text=texts.CLARIFY)], failure=True)
+
+
+def _reason(value: str) -> HandoffReason:
+    try:
+        return HandoffReason(value)
+    except ValueError:
+        return HandoffReason.CUSTOMER_REQUEST
+
+
+def _fallback_nlu(text: str) -> routing.Nlu:
+    for intent, pattern in _FALLBACK_INTENTS:
+        if pattern.search(text):
+            return routing.Nlu(intent, 0.9)
+    return routing.Nlu("nlu_fallback", 0.0)
+
+
+def _apply_metadata(contact: Any, metadata: dict[str, Any]) -> None:
+    customer = metadata.get("customer") if isinstance(metadata.get("customer"), dict) else {}
+    age = customer.get("age") if customer else None
+    if isinstance(age, int) and age >= 65:
+        contact.elderly = True
+    if customer and isinstance(customer.get("name"), str):
+        contact.display_name = customer["name"][:100]
+
+
+def _reply_from_rasa(message: dict[str, Any]) -> Reply:
+    custom = message.get("custom") if isinstance(message.get("custom"), dict) else None
+    buttons = [ReplyOption(title=b.get("title", ""), payload=b.get("payload", "")) for b in message.get("buttons") or []]
+    if custom is None:
+        return Reply(kind="info", text=str(message.get("text") or ""), options=buttons)
+    kind = custom.get("kind", "info")
+    if kind not in Reply.model_fields["kind"].annotation.__args__:  # type: ignore[union-attr]
+        kind = "info"
+    options = [ReplyOption(**o) for o in custom.get("options") or []] or buttons
+    handoff = HandoffInfo(**custom["handoff"]) if isinstance(custom.get("handoff"), dict) else None
+    return Reply(kind=kind, text=str(custom.get("text") or message.get("text") or ""), options=options,
+                 handoff=handoff, kb_id=custom.get("kb_id"))
+
+
+def _kb_turn_events(text: str, reply: Reply, kb_id: str | None) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = [
+        {"event": "user", "text": text,
+         "parse_data": {"text": text, "intent": {"name": "faq", "confidence": 1.0}, "entities": []}},
+        {"event": "bot", "text": reply.text, "data": {"custom": {"kind": reply.kind, "kb_id": kb_id}}},
+    ]
+    if kb_id:
+        events += [
+            {"event": "slot", "name": "last_kb_id", "value": kb_id},
+            {"event": "slot", "name": "failure_count", "value": 0},
+            {"event": "slot", "name": "offered_human", "value": False},
+        ]
+    events.append({"event": "action", "name": "action_listen"})
+    return events
+
+
+def _payload(reply: Reply) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    if reply.options:
+        data["options"] = [o.model_dump() for o in reply.options]
+    if reply.handoff:
+        data["handoff"] = reply.handoff.model_dump()
+    return data
+
+
+def _result(conversation: Conversation, messages: list[Message], replayed: bool) -> InboundResult:
+    replies = [
+        Reply(
+            text=m.text, kind=m.kind,  # type: ignore[arg-type]
+            kb_id=m.kb_entry_id,
+            options=[ReplyOption(**o) for o in (m.payload or {}).get("options", [])],
+            handoff=HandoffInfo(**m.payload["handoff"]) if (m.payload or {}).get("handoff") else None,
+            message_id=m.id,
+        )
+        for m in messages
+    ]
+    return InboundResult(conversation_id=conversation.public_id, status=conversation.status, replies=replies,
+                         replayed=replayed)

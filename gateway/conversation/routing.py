@@ -1,0 +1,92 @@
+"""Who answers a customer message: the knowledge base or Rasa. Pure decisions, no I/O."""
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+# Commands that always win over an FAQ answer when NLU is confident enough.
+ESCALATIONS = frozenset({"request_human", "request_voice"})
+SMALL_TALK = frozenset({"greet", "thank", "goodbye"})
+DECISIONS = frozenset({"affirm", "deny", "notice_confirm", "notice_decline"})
+FEEDBACK = frozenset({"feedback_negative", "feedback_positive"})
+
+# "我要投诉" is a command; "上礼拜投诉的事…" is a question about a complaint, which the KB answers.
+_EXPLICIT_COMPLAINT = re.compile(r"(我|我们)?(要|想|必须|得)(再)?(去)?投诉|投诉[!！]|投诉(你们|他|她|这|那|客服)|举报你们")
+_ANGER_MARKERS = re.compile(r"[!！]{2,}|[?？]{2,}|到底|怎么回事|太离谱|离谱|垃圾|骗子|坑人|气死|受够|第[二三四五]次|又[扣乱]|凭什么|什么破")
+
+
+class Route(StrEnum):
+    KB = "kb"
+    RASA = "rasa"
+
+
+@dataclass(frozen=True)
+class Nlu:
+    intent: str
+    confidence: float
+
+    @classmethod
+    def from_parse(cls, data: dict[str, Any]) -> "Nlu":
+        intent = data.get("intent") or {}
+        return cls(intent=str(intent.get("name") or "nlu_fallback"), confidence=float(intent.get("confidence") or 0))
+
+
+@dataclass(frozen=True)
+class DialogueState:
+    active_loop: str | None = None
+    pending_notice: bool = False
+    offered_human: bool = False
+    last_kb_id: str | None = None
+
+    @classmethod
+    def from_tracker(cls, tracker: dict[str, Any]) -> "DialogueState":
+        slots = tracker.get("slots") or {}
+        loop = (tracker.get("active_loop") or {}).get("name")
+        return cls(
+            active_loop=loop or None,
+            pending_notice=bool(slots.get("pending_notice")),
+            offered_human=bool(slots.get("offered_human")),
+            last_kb_id=slots.get("last_kb_id") or None,
+        )
+
+
+def anger(text: str) -> float:
+    """A rough 0..1 anger score from punctuation and wording (keyword monitoring, not a model)."""
+    hits = len(_ANGER_MARKERS.findall(text))
+    return min(1.0, hits / 2)
+
+
+def is_angry_complaint(text: str) -> bool:
+    """An explicit complaint, or a complaint said in anger."""
+    return bool(_EXPLICIT_COMPLAINT.search(text)) or ("投诉" in text and anger(text) >= 0.5)
+
+
+def decide(
+    *,
+    text: str,
+    nlu: Nlu,
+    kb_tier: str,
+    kb_top: str | None,
+    state: DialogueState,
+    command_min: float = 0.5,
+    small_talk_min: float = 0.6,
+) -> Route:
+    """The knowledge base answers questions; Rasa handles dialogue and whatever the KB cannot answer."""
+    if state.active_loop:
+        return Route.RASA
+    confident = nlu.confidence >= command_min
+    if nlu.intent in ESCALATIONS and confident:
+        return Route.RASA
+    if nlu.intent == "complain" and confident and (is_angry_complaint(text) or kb_tier != "answer"):
+        return Route.RASA
+    if nlu.intent in DECISIONS and confident and (state.pending_notice or state.offered_human):
+        return Route.RASA
+    # "Still not working" after an answer is feedback on it, even when the KB would answer it again.
+    if nlu.intent in FEEDBACK and confident and state.last_kb_id and (kb_tier != "answer" or kb_top == state.last_kb_id):
+        return Route.RASA
+    if nlu.intent in SMALL_TALK and nlu.confidence >= small_talk_min and kb_tier != "answer":
+        return Route.RASA
+    if kb_tier in ("answer", "suggest"):
+        return Route.KB
+    return Route.RASA

@@ -1,0 +1,1 @@
+"""The customerised knowledge base: entries, versions, audit, and hybrid retrieval."""

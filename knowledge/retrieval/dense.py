@@ -1,0 +1,100 @@
+"""The dense leg: one vector per indexed question string in a FAISS ``IndexIDMap2``."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+
+class DenseIndex:
+    """Exact inner product (``IndexFlatIP``) for small KBs; above ``exact_max_vectors`` a
+    ``PCA{d},IVF{nlist},SQ8`` index (cosine on PCA-reduced, re-normalised vectors; 8-bit codes)
+    so 600k strings need ~80 MB instead of 1.2 GB. Either is wrapped by ``IndexIDMap2`` keyed by
+    the engine's string ids.
+
+    Removal: the flat index removes vectors for real. IVF inverted lists do not renumber on
+    removal, which breaks ``IndexIDMap2``'s bookkeeping, so there removed ids are only filtered
+    out of results (the caller's ``alive`` mask) and disappear at the next full rebuild.
+    """
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self.index: faiss.IndexIDMap2 = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        self.exact = True
+
+    @property
+    def kind(self) -> str:
+        return "flat" if self.exact else "pca-ivf-sq8"
+
+    def build(
+        self,
+        ids: np.ndarray,
+        vectors: np.ndarray,
+        *,
+        exact_max_vectors: int,
+        pca_dim: int,
+        nlist: int,
+        nprobe: int,
+        train_sample: int,
+        seed: int,
+    ) -> None:
+        n = vectors.shape[0]
+        if n <= exact_max_vectors:
+            self.exact = True
+            self.index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+        else:
+            self.exact = False
+            n_train = min(n, train_sample)
+            # k-means wants ~39 points per list and PCA at least as many points as dimensions.
+            lists = max(1, min(nlist or int(4 * math.sqrt(n)), n_train // 39))
+            reduced = max(1, min(pca_dim, self.dim, n_train))
+            # Re-normalising after PCA keeps inner product a cosine on the reduced vectors.
+            inner = faiss.index_factory(self.dim, f"PCA{reduced},L2norm,IVF{lists},SQ8", faiss.METRIC_INNER_PRODUCT)
+            rng = np.random.default_rng(seed)
+            sample = vectors
+            if n > train_sample:
+                sample = vectors[np.sort(rng.choice(n, size=train_sample, replace=False))]
+            inner.train(np.ascontiguousarray(sample, dtype=np.float32))
+            faiss.extract_index_ivf(inner).nprobe = nprobe
+            self.index = faiss.IndexIDMap2(inner)
+        if n:
+            self.add(ids, vectors)
+
+    def set_nprobe(self, nprobe: int) -> None:
+        if not self.exact:
+            faiss.extract_index_ivf(self.index.index).nprobe = nprobe
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64))
+
+    def remove(self, ids: np.ndarray) -> None:
+        if self.exact and ids.shape[0]:
+            self.index.remove_ids(np.asarray(ids, dtype=np.int64))  # type: ignore[arg-type]
+
+    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        k = max(1, min(k, self.index.ntotal))
+        if self.index.ntotal == 0:
+            empty = np.zeros((vectors.shape[0], 0))
+            return empty.astype(np.float32), empty.astype(np.int64)
+        scores, ids = self.index.search(np.ascontiguousarray(vectors, dtype=np.float32), k)
+        return scores, ids
+
+    def reconstruct(self, ids: np.ndarray) -> np.ndarray:
+        return np.vstack([self.index.reconstruct(int(i)) for i in ids]).astype(np.float32)
+
+    def save(self, path: Path) -> None:
+        faiss.write_index(self.index, str(path))
+
+    @classmethod
+    def load(cls, path: Path, dim: int) -> DenseIndex:
+        loaded = faiss.read_index(str(path))
+        dense = cls(dim)
+        dense.index = faiss.downcast_index(loaded)  # type: ignore[assignment]
+        dense.exact = isinstance(faiss.downcast_index(dense.index.index), faiss.IndexFlat)
+        return dense
+
+    def __len__(self) -> int:
+        return int(self.index.ntotal)

@@ -1,0 +1,910 @@
+"""HybridIndex: lexical (BM25 words, character bigrams, pinyin, answers) + dense (FAISS) retrieval
+fused by a model learned from the KB itself into one calibrated confidence and three tiers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from knowledge.retrieval.config import RetrievalConfig
+from knowledge.retrieval.dense import DenseIndex
+from knowledge.retrieval.embedders import Embedder
+from knowledge.retrieval.entries import Hit, IndexedEntry, SearchOutcome, Tier
+from knowledge.retrieval.fusion import (
+    FEATURES,
+    LEGS,
+    FusionModel,
+    Logistic,
+    calibration_inputs,
+)
+from knowledge.retrieval.lexical import STOPWORDS, SparseBM25, Tokeniser
+from knowledge.retrieval.normalise import Normaliser
+
+_FORMAT = 1
+# Answers beyond this many sentences are mostly procedure detail; the first ones state the topic.
+MAX_SEGMENTS = 8
+_SENTENCE = re.compile(r"[。；;！!？?\n]|(?:^|[：:，,\s])\d[.、]")
+_QUOTED = re.compile(r"[\"“「『]([^\"”」』]{2,12})[\"”」』]")
+_FEATURE_INDEX = {name: index for index, name in enumerate(FEATURES)}
+
+
+def _timestamp(value: datetime | None, default: float) -> float:
+    return default if value is None else value.timestamp()
+
+
+def entry_digest(entry: IndexedEntry) -> str:
+    payload = [
+        entry.id,
+        entry.external_id,
+        entry.category,
+        entry.title,
+        list(entry.similar),
+        entry.answer,
+        list(entry.tags),
+        entry.audience,
+        entry.valid_from.astimezone(UTC).isoformat() if entry.valid_from else None,
+        entry.valid_to.astimezone(UTC).isoformat() if entry.valid_to else None,
+    ]
+    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _entry_to_json(entry: IndexedEntry) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "external_id": entry.external_id,
+        "category": entry.category,
+        "title": entry.title,
+        "similar": list(entry.similar),
+        "answer": entry.answer,
+        "tags": list(entry.tags),
+        "audience": entry.audience,
+        "valid_from": entry.valid_from.isoformat() if entry.valid_from else None,
+        "valid_to": entry.valid_to.isoformat() if entry.valid_to else None,
+    }
+
+
+def _entry_from_json(data: dict[str, Any]) -> IndexedEntry:
+    return IndexedEntry(
+        id=int(data["id"]),
+        external_id=data["external_id"],
+        category=data["category"],
+        title=data["title"],
+        similar=tuple(data["similar"]),
+        answer=data["answer"],
+        tags=tuple(data["tags"]),
+        audience=data["audience"],
+        valid_from=datetime.fromisoformat(data["valid_from"]) if data["valid_from"] else None,
+        valid_to=datetime.fromisoformat(data["valid_to"]) if data["valid_to"] else None,
+    )
+
+
+def _grow(array: np.ndarray, size: int, fill: Any) -> np.ndarray:
+    if size <= array.shape[0]:
+        return array
+    grown = np.full(max(size, 2 * array.shape[0], 64), fill, dtype=array.dtype)
+    grown[: array.shape[0]] = array
+    return grown
+
+
+def _homophones(state: _State) -> dict[str, list[str]]:
+    """Characters of the KB grouped by fuzzy pinyin syllable."""
+    groups: dict[str, set[str]] = {}
+    for text in state.row_text[: state.n_rows]:
+        for char in text:
+            if "\u4e00" <= char <= "\u9fff":
+                groups.setdefault(state.tokeniser.syllable(char), set()).add(char)
+    out: dict[str, list[str]] = {}
+    for members in groups.values():
+        if len(members) > 1:
+            ordered = sorted(members)
+            for char in ordered:
+                out[char] = [other for other in ordered if other != char]
+    return out
+
+
+def _corrupt(text: str, homophones: dict[str, list[str]], rng: np.random.Generator) -> str:
+    positions = [index for index, char in enumerate(text) if char in homophones]
+    if positions and rng.random() < 0.7:
+        index = positions[int(rng.integers(len(positions)))]
+        choices = homophones[text[index]]
+        return text[:index] + choices[int(rng.integers(len(choices)))] + text[index + 1 :]
+    index = int(rng.integers(len(text)))
+    return text[:index] + text[index + 1 :]
+
+
+def _centroids(groups: Sequence[np.ndarray]) -> np.ndarray:
+    if not groups:
+        return np.zeros((0, 0), dtype=np.float32)
+    means = np.vstack([group.mean(axis=0) for group in groups]).astype(np.float32)
+    norms = np.linalg.norm(means, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return means / norms
+
+
+def _group_max(n_slots: int, ids: np.ndarray, scores: np.ndarray, alive: np.ndarray, slot_of: np.ndarray) -> np.ndarray:
+    """Entry score = best of its vectors among the neighbours FAISS returned."""
+    out = np.full(n_slots, -1.0, dtype=np.float32)
+    keep = (ids >= 0) & (ids < alive.shape[0])
+    ids, scores = ids[keep], scores[keep]
+    keep = alive[ids]
+    ids, scores = ids[keep], scores[keep].astype(np.float32)
+    if ids.shape[0] == 0:
+        out[:] = 0.0
+        return out
+    np.maximum.at(out, slot_of[ids], scores)
+    # Entries beyond the neighbour list are at most as similar as the last neighbour.
+    out[out < -0.5] = float(scores.min())
+    return out
+
+
+@dataclass
+class _Prepared:
+    """An entry's normalised and tokenised text, computed outside the index lock."""
+
+    entry: IndexedEntry
+    texts: list[str]  # normalised question strings (empty ones dropped)
+    words: list[list[str]]
+    chars: list[list[str]]
+    pinyin: list[list[str]]
+    answer_words: list[str]
+    segments: list[str]  # normalised answer sentences for the dense answer leg
+    vectors: np.ndarray | None = None
+    segment_vectors: np.ndarray | None = None
+
+
+@dataclass
+class _Candidates:
+    slots: np.ndarray
+    features: np.ndarray
+    legs_first: np.ndarray
+    legs: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class _State:
+    """Everything one generation of the index needs; rebuild() makes a new one and swaps it in."""
+
+    def __init__(self, config: RetrievalConfig, dim: int, normaliser: Normaliser) -> None:
+        self.normaliser = normaliser
+        self.tokeniser = Tokeniser()
+        self.entries: dict[int, IndexedEntry] = {}
+        self.slot_of: dict[int, int] = {}
+        self.rows_of: dict[int, list[int]] = {}
+        self.digests: dict[int, str] = {}
+        self.slot_id = np.zeros(0, dtype=np.int64)
+        self.slot_alive = np.zeros(0, dtype=bool)
+        self.slot_agent_only = np.zeros(0, dtype=bool)
+        self.slot_from = np.zeros(0, dtype=np.float64)
+        self.slot_to = np.zeros(0, dtype=np.float64)
+        self.n_slots = 0
+        self.row_slot = np.zeros(0, dtype=np.int32)
+        self.row_alive = np.zeros(0, dtype=bool)
+        self.row_text: list[str] = []
+        self.n_rows = 0
+        self.words = SparseBM25(config.bm25_k1, config.bm25_b)
+        self.chars = SparseBM25(config.bm25_k1, config.bm25_b)
+        self.pinyin = SparseBM25(config.bm25_k1, config.bm25_b)
+        # Answers, tags and category, one document per slot: evidence such as SMS codes that
+        # only the answer mentions.
+        self.answer = SparseBM25(config.bm25_k1, config.bm25_b)
+        self.dense = DenseIndex(dim)
+        # Dense answer leg: one vector per answer sentence, ids are "segment rows".
+        self.segment_dense = DenseIndex(dim)
+        # Centroid leg: the normalised mean of an entry's question vectors, one vector per slot;
+        # a prototype of the entry that is less swayed by one oddly similar paraphrase.
+        self.centroid_dense = DenseIndex(dim)
+        self.segments_of: dict[int, list[int]] = {}
+        self.segment_slot = np.zeros(0, dtype=np.int32)
+        self.segment_alive = np.zeros(0, dtype=bool)
+        self.segment_text: list[str] = []
+        self.n_segments = 0
+        self.fusion = FusionModel()
+
+    def restore_vocabulary(self, user_words: Sequence[str], pinyin_words: Sequence[str]) -> None:
+        self.tokeniser.add_words(user_words)
+        self.normaliser.add_pinyin_vocabulary(pinyin_words)
+
+    def vocabulary(self, entries: Sequence[IndexedEntry]) -> None:
+        """KB-derived user dictionary for jieba and pinyin look-up: synonym targets, tags,
+        quoted UI terms and SMS codes from answers, and the categories' words."""
+        base = self.normaliser
+        words: list[str] = [canonical for _, canonical in base.synonyms]
+        for entry in entries:
+            words.extend(base.normalise(tag) for tag in entry.tags)
+            words.extend(base.normalise(term) for term in _QUOTED.findall(entry.answer))
+            words.extend(base.normalise(part) for part in re.split(r"[与及和/、]", entry.category))
+        words = [word for word in words if 2 <= len(word) <= 12 and " " not in word]
+        self.tokeniser.add_words(words)
+        title_words: list[str] = []
+        for entry in entries:
+            title_words.extend(self.tokeniser.words(base.normalise(entry.title)))
+        self.normaliser.add_pinyin_vocabulary([*words, *title_words])
+
+    def prepare(self, entry: IndexedEntry) -> _Prepared:
+        texts = [self.normaliser.normalise(text) for text in entry.questions()]
+        texts = [text for text in texts if text]
+        if not texts:
+            raise ValueError(f"entry {entry.external_id} has no searchable title or question")
+        answer_text = " ".join([entry.answer, *entry.tags, entry.category])
+        answer_norm = self.normaliser.normalise(answer_text)
+        segments: list[str] = []
+        for part in _SENTENCE.split(entry.answer):
+            text = self.normaliser.normalise(part)
+            if len(text) >= 6 and text not in segments:
+                segments.append(text)
+        return _Prepared(
+            entry=entry,
+            texts=texts,
+            segments=segments[:MAX_SEGMENTS] or [answer_norm[:200] or texts[0]],
+            words=[self.tokeniser.words(text) for text in texts],
+            chars=[self.tokeniser.char_ngrams(text) for text in texts],
+            pinyin=[self.tokeniser.pinyin_ngrams(text) for text in texts],
+            answer_words=self.tokeniser.words(answer_norm),
+        )
+
+    def _new_slot(self, entry: IndexedEntry) -> int:
+        slot = self.n_slots
+        self.n_slots += 1
+        self.slot_id = _grow(self.slot_id, self.n_slots, -1)
+        self.slot_alive = _grow(self.slot_alive, self.n_slots, False)
+        self.slot_agent_only = _grow(self.slot_agent_only, self.n_slots, False)
+        self.slot_from = _grow(self.slot_from, self.n_slots, -math.inf)
+        self.slot_to = _grow(self.slot_to, self.n_slots, math.inf)
+        self.slot_id[slot] = entry.id
+        self.slot_alive[slot] = True
+        self.slot_agent_only[slot] = entry.agent_only
+        self.slot_from[slot] = _timestamp(entry.valid_from, -math.inf)
+        self.slot_to[slot] = _timestamp(entry.valid_to, math.inf)
+        self.slot_of[entry.id] = slot
+        self.entries[entry.id] = entry
+        self.digests[entry.id] = entry_digest(entry)
+        return slot
+
+    def _new_rows(self, slot: int, texts: list[str], rows: list[int] | None) -> list[int]:
+        if rows is None:
+            rows = list(range(self.n_rows, self.n_rows + len(texts)))
+        top = max(rows) + 1
+        self.n_rows = max(self.n_rows, top)
+        self.row_slot = _grow(self.row_slot, self.n_rows, -1)
+        self.row_alive = _grow(self.row_alive, self.n_rows, False)
+        if len(self.row_text) < self.n_rows:
+            self.row_text.extend([""] * (self.n_rows - len(self.row_text)))
+        for row, text in zip(rows, texts, strict=True):
+            self.row_slot[row] = slot
+            self.row_alive[row] = True
+            self.row_text[row] = text
+        return rows
+
+    def _new_segments(self, slot: int, texts: list[str], rows: list[int] | None) -> list[int]:
+        if rows is None:
+            rows = list(range(self.n_segments, self.n_segments + len(texts)))
+        self.n_segments = max(self.n_segments, max(rows) + 1)
+        self.segment_slot = _grow(self.segment_slot, self.n_segments, -1)
+        self.segment_alive = _grow(self.segment_alive, self.n_segments, False)
+        if len(self.segment_text) < self.n_segments:
+            self.segment_text.extend([""] * (self.n_segments - len(self.segment_text)))
+        for row, text in zip(rows, texts, strict=True):
+            self.segment_slot[row] = slot
+            self.segment_alive[row] = True
+            self.segment_text[row] = text
+        return rows
+
+    def add_bulk(
+        self,
+        prepared: Sequence[_Prepared],
+        rows: Sequence[list[int]] | None,
+        segment_rows: Sequence[list[int]] | None,
+        avgdl: dict[str, float] | None = None,
+    ) -> None:
+        """Initial load of many entries: the lexical legs are built as one segment each."""
+        all_rows: list[int] = []
+        words: list[list[str]] = []
+        chars: list[list[str]] = []
+        pinyin: list[list[str]] = []
+        slots: list[int] = []
+        answers: list[list[str]] = []
+        for index, item in enumerate(prepared):
+            slot = self._new_slot(item.entry)
+            entry_rows = self._new_rows(slot, item.texts, None if rows is None else rows[index])
+            self.rows_of[item.entry.id] = entry_rows
+            self.segments_of[item.entry.id] = self._new_segments(
+                slot, item.segments, None if segment_rows is None else segment_rows[index]
+            )
+            all_rows.extend(entry_rows)
+            words.extend(item.words)
+            chars.extend(item.chars)
+            pinyin.extend(item.pinyin)
+            slots.append(slot)
+            answers.append(item.answer_words)
+        saved = avgdl or {}
+        self.words.build(all_rows, words, saved.get("words"))
+        self.chars.build(all_rows, chars, saved.get("chars"))
+        self.pinyin.build(all_rows, pinyin, saved.get("pinyin"))
+        self.answer.build(slots, answers, saved.get("answer"))
+
+    def lexical_legs(self) -> dict[str, SparseBM25]:
+        return {"words": self.words, "chars": self.chars, "pinyin": self.pinyin, "answer": self.answer}
+
+    def add_one(self, item: _Prepared) -> list[int]:
+        slot = self._new_slot(item.entry)
+        rows = self._new_rows(slot, item.texts, None)
+        self.rows_of[item.entry.id] = rows
+        self.words.add(rows, item.words)
+        self.chars.add(rows, item.chars)
+        self.pinyin.add(rows, item.pinyin)
+        self.answer.add([slot], [item.answer_words])
+        segments = self._new_segments(slot, item.segments, None)
+        self.segments_of[item.entry.id] = segments
+        assert item.vectors is not None and item.segment_vectors is not None
+        self.dense.add(np.asarray(rows, dtype=np.int64), item.vectors)
+        self.segment_dense.add(np.asarray(segments, dtype=np.int64), item.segment_vectors)
+        self.centroid_dense.add(np.array([slot], dtype=np.int64), _centroids([item.vectors]))
+        return rows
+
+    def remove(self, entry_id: int) -> bool:
+        slot = self.slot_of.pop(entry_id, None)
+        if slot is None:
+            return False
+        rows = self.rows_of.pop(entry_id)
+        del self.entries[entry_id]
+        del self.digests[entry_id]
+        self.slot_alive[slot] = False
+        self.row_alive[rows] = False
+        for leg in (self.words, self.chars, self.pinyin):
+            leg.remove(rows)
+        self.answer.remove([slot])
+        self.dense.remove(np.asarray(rows, dtype=np.int64))
+        segments = self.segments_of.pop(entry_id)
+        self.segment_alive[segments] = False
+        self.segment_dense.remove(np.asarray(segments, dtype=np.int64))
+        self.centroid_dense.remove(np.array([slot], dtype=np.int64))
+        return True
+
+
+class HybridIndex:
+    """Hybrid retrieval over :class:`IndexedEntry` objects. See the package docstring."""
+
+    def __init__(
+        self,
+        *,
+        embedder: Embedder,
+        config: RetrievalConfig,
+        synonyms: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        self._embedder = embedder
+        self._config = config
+        self._synonyms: list[tuple[str, str]] = list(synonyms)
+        # Guards the current state: searches score under it, writers mutate or swap under it.
+        self._lock = threading.RLock()
+        # Serialises writers so a live upsert cannot be lost to a concurrent rebuild's swap.
+        self._write_lock = threading.RLock()
+        self._state = _State(config, embedder.dim, Normaliser(self._synonyms))
+
+    @property
+    def config(self) -> RetrievalConfig:
+        return self._config
+
+    @property
+    def embedder(self) -> Embedder:
+        return self._embedder
+
+    @property
+    def fusion(self) -> FusionModel:
+        return self._state.fusion
+
+    def __len__(self) -> int:
+        return len(self._state.entries)
+
+    def __contains__(self, entry_id: object) -> bool:
+        return entry_id in self._state.entries
+
+    @property
+    def checksum(self) -> str:
+        """SHA-256 over (id, digest of all indexed fields) of every entry, in id order."""
+        with self._lock:
+            digests = sorted(self._state.digests.items())
+        hasher = hashlib.sha256()
+        for entry_id, digest in digests:
+            hasher.update(f"{entry_id}:{digest}\n".encode())
+        return hasher.hexdigest()
+
+    def entries(self) -> list[IndexedEntry]:
+        with self._lock:
+            return [self._state.entries[key] for key in sorted(self._state.entries)]
+
+    def normalise(self, text: str) -> str:
+        return self._state.normaliser.normalise(text, max_chars=self._config.max_query_chars)
+
+    # ------------------------------------------------------------------ building
+
+    def rebuild(self, entries: Iterable[IndexedEntry]) -> None:
+        """Index ``entries`` from scratch and learn the fusion/calibration from them."""
+        with self._write_lock:
+            state = self._build_state(list(entries), Normaliser(self._synonyms), None, None, None)
+            self._train(state)
+            with self._lock:
+                self._state = state
+
+    def _build_state(
+        self,
+        entries: list[IndexedEntry],
+        normaliser: Normaliser,
+        rows: list[list[int]] | None,
+        segment_rows: list[list[int]] | None,
+        dense: tuple[DenseIndex, DenseIndex, DenseIndex] | None,
+        saved: dict[str, Any] | None = None,
+    ) -> _State:
+        seen: set[int] = set()
+        for entry in entries:
+            if entry.id in seen:
+                raise ValueError(f"duplicate entry id {entry.id}")
+            seen.add(entry.id)
+        state = _State(self._config, self._embedder.dim, normaliser)
+        if saved is not None:
+            state.restore_vocabulary(saved["user_words"], saved["pinyin_words"])
+        else:
+            state.vocabulary(entries)
+        prepared = [state.prepare(entry) for entry in entries]
+        state.add_bulk(prepared, rows, segment_rows, None if saved is None else saved["avgdl"])
+        if dense is not None:
+            state.dense, state.segment_dense, state.centroid_dense = dense
+            return state
+        cfg = self._config
+        options: dict[str, int] = {
+            "exact_max_vectors": cfg.dense_exact_max_vectors,
+            "pca_dim": cfg.dense_pca_dim,
+            "nlist": cfg.dense_nlist,
+            "nprobe": cfg.dense_nprobe,
+            "train_sample": cfg.dense_train_sample,
+            "seed": cfg.train_seed,
+        }
+        vectors = self._embedder.encode(state.row_text[: state.n_rows])
+        state.dense.build(np.arange(state.n_rows, dtype=np.int64), vectors, **options)
+        segment_vectors = self._embedder.encode(state.segment_text[: state.n_segments])
+        state.segment_dense.build(np.arange(state.n_segments, dtype=np.int64), segment_vectors, **options)
+        slots = sorted(state.slot_of.values())
+        by_slot = {state.slot_of[eid]: rows for eid, rows in state.rows_of.items()}
+        state.centroid_dense.build(
+            np.asarray(slots, dtype=np.int64),
+            _centroids([vectors[by_slot[slot]] for slot in slots]),
+            **options,
+        )
+        state.train_vectors = vectors  # type: ignore[attr-defined]
+        return state
+
+    def upsert(self, entry: IndexedEntry) -> None:
+        """Add or replace one entry; searchable as soon as this returns (no rebuild, ~10 ms)."""
+        with self._write_lock:
+            state = self._state
+            with self._lock:
+                state.tokeniser.add_words([w for w in (state.normaliser.normalise(tag) for tag in entry.tags) if w])
+                prepared = state.prepare(entry)
+            # Embedding is the slow part; searches keep running meanwhile.
+            vectors = self._embedder.encode([*prepared.texts, *prepared.segments])
+            prepared.vectors = vectors[: len(prepared.texts)]
+            prepared.segment_vectors = vectors[len(prepared.texts) :]
+            with self._lock:
+                state.remove(entry.id)
+                state.add_one(prepared)
+
+    def remove(self, entry_id: int) -> None:
+        """Remove an entry; a no-op for an unknown id."""
+        with self._write_lock, self._lock:
+            self._state.remove(entry_id)
+
+    def set_synonyms(self, synonyms: Sequence[tuple[str, str]]) -> None:
+        """Replace the synonym table and re-normalise the whole index (a full rebuild: the
+        normalised strings, the vocabulary and the learned fusion all depend on it)."""
+        with self._write_lock:
+            self._synonyms = list(synonyms)
+            self.rebuild(self.entries())
+
+    @property
+    def synonyms(self) -> list[tuple[str, str]]:
+        return list(self._synonyms)
+
+    # ------------------------------------------------------------------ scoring
+
+    def _candidates(
+        self,
+        state: _State,
+        text: str,
+        dense_scores: np.ndarray,
+        dense_ids: np.ndarray,
+        segment_scores: np.ndarray,
+        segment_ids: np.ndarray,
+        centroid_scores: np.ndarray,
+        centroid_ids: np.ndarray,
+        *,
+        eligible: np.ndarray,
+        masked_centroid: tuple[int, float] | None = None,
+        exclude_rows: Sequence[int] = (),
+    ) -> _Candidates:
+        cfg = self._config
+        n_slots = state.n_slots
+        tokeniser = state.tokeniser
+        words = tokeniser.words(text)
+        chars = tokeniser.char_ngrams(text)
+        pinyin = tokeniser.pinyin_ngrams(text)
+        row_alive = state.row_alive[: state.n_rows].copy()
+        if exclude_rows:
+            row_alive[np.asarray(exclude_rows)] = False
+
+        legs: dict[str, np.ndarray] = {}
+        for name, bm25, terms in (
+            ("words", state.words, words),
+            ("chars", state.chars, chars),
+            ("pinyin", state.pinyin, pinyin),
+        ):
+            row_scores, self_score, _ = bm25.score(terms, state.n_rows)
+            row_scores[~row_alive] = 0.0
+            slot_scores = np.zeros(n_slots, dtype=np.float32)
+            hit_rows = np.flatnonzero(row_scores)
+            np.maximum.at(slot_scores, state.row_slot[hit_rows], row_scores[hit_rows])
+            legs[name] = slot_scores / np.float32(self_score)
+        answer_scores, answer_self, _ = state.answer.score(words, n_slots)
+        legs["answer"] = answer_scores / np.float32(answer_self)
+
+        legs["dense"] = _group_max(n_slots, dense_ids, dense_scores, row_alive, state.row_slot)
+        legs["answer_dense"] = _group_max(
+            n_slots,
+            segment_ids,
+            segment_scores,
+            state.segment_alive[: state.n_segments],
+            state.segment_slot,
+        )
+        identity = np.arange(n_slots, dtype=np.int32)
+        legs["centroid"] = _group_max(n_slots, centroid_ids, centroid_scores, state.slot_alive[:n_slots], identity)
+        if masked_centroid is not None:
+            # Training: the entry's centroid without the masked paraphrase.
+            slot, value = masked_centroid
+            legs["centroid"][slot] = value
+
+        pool: set[int] = set()
+        for name in LEGS:
+            values = np.where(eligible, legs[name], -np.inf)
+            if not name.endswith("dense"):
+                values = np.where(values > 0, values, -np.inf)
+            finite = int(np.isfinite(values).sum())
+            take = min(cfg.candidate_pool, finite)
+            if take:
+                top = np.argpartition(-values, take - 1)[:take]
+                pool.update(int(slot) for slot in top)
+        slots = np.array(sorted(pool), dtype=np.int64)
+        n = slots.shape[0]
+        features = np.zeros((n, len(FEATURES)), dtype=np.float64)
+        legs_first = np.zeros(n, dtype=np.float64)
+        if n == 0:
+            return _Candidates(slots, features, legs_first, {})
+
+        picked: dict[str, np.ndarray] = {}
+        for name in LEGS:
+            values = legs[name][slots].astype(np.float64)
+            picked[name] = values
+            order = np.argsort(-values, kind="stable")
+            ranks = np.empty(n, dtype=np.float64)
+            ranks[order] = np.arange(n)
+            best = values[order[0]]
+            second = values[order[1]] if n > 1 else values[order[0]] - 1.0
+            gap = np.where(ranks == 0, best - second, values - best)
+            features[:, _FEATURE_INDEX[f"{name}_score"]] = values
+            features[:, _FEATURE_INDEX[f"{name}_gap"]] = gap
+            features[:, _FEATURE_INDEX[f"{name}_rr"]] = 1.0 / (1.0 + ranks)
+            legs_first += ranks == 0
+        legs_first /= len(LEGS)
+
+        content = list(dict.fromkeys(word for word in words if word not in STOPWORDS))
+        features[:, _FEATURE_INDEX["coverage_words"]] = self._coverage(
+            state, state.words, content, slots, row_alive, with_answer=True
+        )
+        bigrams = list(dict.fromkeys(chars))
+        features[:, _FEATURE_INDEX["coverage_chars"]] = self._coverage(
+            state, state.chars, bigrams, slots, row_alive, with_answer=False
+        )
+        features[:, _FEATURE_INDEX["query_len"]] = math.log1p(len(text))
+        if content:
+            unknown = sum(1 for word in content if word not in state.words.vocab and word not in state.answer.vocab)
+            features[:, _FEATURE_INDEX["unknown_share"]] = unknown / len(content)
+        return _Candidates(slots, features, legs_first, picked)
+
+    @staticmethod
+    def _coverage(
+        state: _State,
+        bm25: SparseBM25,
+        terms: list[str],
+        slots: np.ndarray,
+        row_alive: np.ndarray,
+        *,
+        with_answer: bool,
+    ) -> np.ndarray:
+        """IDF-weighted share of the query's terms found in each candidate's strings (and
+        answer): low coverage flags keyword lures that match one word of a longer question."""
+        covered = np.zeros(slots.shape[0], dtype=np.float64)
+        total = 0.0
+        for term in terms:
+            col = bm25.vocab.get(term)
+            rows = bm25._postings(col)[0] if col is not None else np.zeros(0, dtype=np.int64)
+            rows = rows[row_alive[rows]] if rows.shape[0] else rows
+            idf = bm25.idf(int(rows.shape[0]))
+            total += idf
+            present = np.isin(slots, state.row_slot[rows]) if rows.shape[0] else np.zeros(slots.shape[0], dtype=bool)
+            if with_answer:
+                answer_col = state.answer.vocab.get(term)
+                if answer_col is not None:
+                    present |= np.isin(slots, state.answer._postings(answer_col)[0])
+            covered += idf * present
+        return covered / total if total > 0 else covered
+
+    def _eligible(self, state: _State, *, agent: bool, now: datetime | None) -> np.ndarray:
+        eligible = state.slot_alive[: state.n_slots].copy()
+        if not agent:
+            moment = (now or datetime.now(UTC)).timestamp()
+            eligible &= ~state.slot_agent_only[: state.n_slots]
+            eligible &= state.slot_from[: state.n_slots] <= moment
+            eligible &= moment < state.slot_to[: state.n_slots]
+        return eligible
+
+    def _dense_search(self, state: _State, vectors: np.ndarray, extra: int = 0) -> tuple[np.ndarray, ...]:
+        k = self._config.dense_neighbours
+        scores, ids = state.dense.search(vectors, k + extra)
+        segment_scores, segment_ids = state.segment_dense.search(vectors, k)
+        centroid_scores, centroid_ids = state.centroid_dense.search(vectors, k)
+        return scores, ids, segment_scores, segment_ids, centroid_scores, centroid_ids
+
+    # ------------------------------------------------------------------ training
+
+    def _train(self, state: _State) -> None:
+        """Fit the fusion ranker and calibrator on queries made from the KB itself.
+
+        Positives: a question string of an entry with at least two strings, searched with that
+        one string masked out (the entry's other strings and answer stay). Negatives: a string
+        of an entry searched with the whole entry masked — the right outcome is "none", which
+        teaches the calibrator what a near miss from a sibling entry looks like.
+        """
+        cfg = self._config
+        vectors: np.ndarray | None = getattr(state, "train_vectors", None)
+        if hasattr(state, "train_vectors"):
+            del state.train_vectors  # type: ignore[attr-defined]
+        rows_by_slot = {state.slot_of[eid]: rows for eid, rows in state.rows_of.items()}
+        positives = [row for rows in rows_by_slot.values() if len(rows) >= 2 for row in rows]
+        negatives = [row for rows in rows_by_slot.values() for row in rows]
+        if len(rows_by_slot) < 3 or not positives:
+            state.fusion = FusionModel()
+            return
+        rng = np.random.default_rng(cfg.train_seed)
+        n_negative = round(cfg.train_max_queries * cfg.train_negative_share)
+        n_positive = cfg.train_max_queries - n_negative
+        pos = rng.choice(positives, size=min(n_positive, len(positives)), replace=False)
+        # Keep the natural balance on small KBs: about one negative per entry is plenty.
+        share = cfg.train_negative_share
+        n_negative = min(n_negative, len(rows_by_slot), max(1, int(len(pos) * share / (1 - share))))
+        neg = rng.choice(negatives, size=min(n_negative, len(negatives)), replace=False)
+        queries = [(int(row), True) for row in pos] + [(int(row), False) for row in neg]
+        query_rows = np.array([row for row, _ in queries], dtype=np.int64)
+        texts = [state.row_text[row] for row in query_rows]
+        query_vectors = self._embedder.encode(texts) if vectors is None else vectors[query_rows].copy()
+        # KB paraphrases are clean, so without noise the model never sees a query where the
+        # pinyin leg matches but the character legs do not. Corrupt a share of the training
+        # queries the way customers type: a homophone typo or a dropped character.
+        noisy = [
+            index for index in range(len(queries)) if rng.random() < cfg.train_typo_share and len(texts[index]) >= 4
+        ]
+        homophones = _homophones(state)
+        for index in noisy:
+            texts[index] = _corrupt(texts[index], homophones, rng)
+        if noisy:
+            query_vectors[noisy] = self._embedder.encode([texts[index] for index in noisy])
+        longest = max(len(rows) for rows in rows_by_slot.values())
+        found = self._dense_search(state, query_vectors, extra=longest)
+
+        everything = state.slot_alive[: state.n_slots].copy()
+        blocks: list[np.ndarray] = []
+        labels: list[np.ndarray] = []
+        groups: list[np.ndarray] = []
+        firsts: list[np.ndarray] = []
+        # Customers often type the standard question itself; a share of positives keeps its own
+        # string indexed so that exact matches are not outside what the model has seen.
+        exact = rng.random(len(queries)) < cfg.train_exact_share
+        for index, (row, positive) in enumerate(queries):
+            slot = int(state.row_slot[row])
+            masked_centroid = None
+            if positive and exact[index]:
+                eligible, masked = everything, []
+            elif positive:
+                eligible, masked = everything, [row]
+                if vectors is not None:
+                    others = [r for r in rows_by_slot[slot] if r != row]
+                    centroid = _centroids([vectors[others]])[0]
+                    masked_centroid = (slot, float(centroid @ query_vectors[index]))
+            else:
+                eligible = everything.copy()
+                eligible[slot] = False
+                masked = list(rows_by_slot[slot])
+            candidates = self._candidates(
+                state,
+                texts[index],
+                *(part[index] for part in found),
+                eligible=eligible,
+                exclude_rows=masked,
+                masked_centroid=masked_centroid,
+            )
+            if candidates.slots.shape[0] == 0:
+                continue
+            blocks.append(candidates.features)
+            labels.append((candidates.slots == slot) & positive)
+            groups.append(np.full(candidates.slots.shape[0], index))
+            firsts.append(candidates.legs_first)
+        x = np.vstack(blocks)
+        y = np.concatenate(labels).astype(np.float64)
+        group = np.concatenate(groups)
+        legs_first = np.concatenate(firsts)
+        ranker = (
+            Logistic.fit_listwise(x, y, group, cfg.train_l2) if cfg.train_listwise else Logistic.fit(x, y, cfg.train_l2)
+        )
+        logits = ranker.logit(x)
+        cal_x: list[np.ndarray] = []
+        cal_y: list[np.ndarray] = []
+        for index in np.unique(group):
+            mask = group == index
+            inputs = calibration_inputs(logits[mask], legs_first[mask], x[mask])
+            top = np.argsort(-logits[mask])[:3]
+            cal_x.append(inputs[top])
+            cal_y.append(y[mask][top])
+        calibrator = Logistic.fit(np.vstack(cal_x), np.concatenate(cal_y), cfg.train_l2)
+        state.fusion = FusionModel(
+            ranker,
+            calibrator,
+            {"positives": len(pos), "negatives": len(neg), "rows": int(x.shape[0])},
+        )
+
+    # ------------------------------------------------------------------ search
+
+    def search(
+        self,
+        query: str,
+        *,
+        audience: Literal["customer", "agent"],
+        now: datetime | None = None,
+        limit: int = 5,
+    ) -> SearchOutcome:
+        """Rank entries for ``query``.
+
+        Customers never see ``agent_only`` entries or entries outside their validity window,
+        not even among low-confidence hits. With tier ``none`` the hits are still returned
+        (best first, low confidence) for the admin test bench; callers must not show them.
+        """
+        if not isinstance(query, str) or not query.strip():
+            raise ValueError("query must be a non-empty string with visible characters")
+        if audience not in ("customer", "agent"):
+            raise ValueError(f"audience must be 'customer' or 'agent', not {audience!r}")
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        if now is not None and now.tzinfo is None:
+            raise ValueError("now must be timezone-aware")
+        cfg = self._config
+        with self._lock:
+            state = self._state
+            text = state.normaliser.normalise(query, max_chars=cfg.max_query_chars)
+        if not text or state.n_slots == 0:
+            return SearchOutcome("none", [], text)
+        vector = self._embedder.encode([text])
+        with self._lock:
+            state = self._state
+            found = self._dense_search(state, vector)
+            eligible = self._eligible(state, agent=audience == "agent", now=now)
+            candidates = self._candidates(state, text, *(part[0] for part in found), eligible=eligible)
+            if candidates.slots.shape[0] == 0:
+                return SearchOutcome("none", [], text)
+            fusion = state.fusion
+            logits = fusion.ranker.logit(candidates.features)
+            confidence = fusion.calibrator.proba(calibration_inputs(logits, candidates.legs_first, candidates.features))
+            order = np.lexsort((-logits, -confidence))
+            hits = [
+                Hit(
+                    entry_id=int(state.slot_id[candidates.slots[i]]),
+                    external_id=state.entries[int(state.slot_id[candidates.slots[i]])].external_id,
+                    confidence=float(confidence[i]),
+                    legs={
+                        **{name: round(float(candidates.legs[name][i]), 4) for name in LEGS},
+                        "coverage": round(float(candidates.features[i, _FEATURE_INDEX["coverage_words"]]), 4),
+                        "logit": round(float(logits[i]), 4),
+                    },
+                )
+                for i in order[: max(limit, cfg.max_suggestions)]
+            ]
+        top = hits[0].confidence
+        tier: Tier
+        if top >= cfg.answer_threshold:
+            tier, hits = "answer", hits[:limit]
+        elif top >= cfg.suggest_threshold and len(hits) >= 2:
+            tier = "suggest"
+            chosen = [hit for i, hit in enumerate(hits) if i < 2 or hit.confidence >= cfg.suggestion_floor]
+            hits = chosen[: cfg.max_suggestions]
+        else:
+            tier, hits = "none", hits[:limit]
+        return SearchOutcome(tier, hits, text)
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, directory: Path) -> None:
+        """Write the index to ``directory`` (created if needed): entries, the FAISS index and
+        the learned fusion. Lexical legs are rebuilt from the entries on load (fast)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        with self._write_lock, self._lock:
+            state = self._state
+            meta = {
+                "format": _FORMAT,
+                "embedder": self._embedder.name,
+                "dim": self._embedder.dim,
+                "synonyms": [list(pair) for pair in self._synonyms],
+                "fusion": state.fusion.to_dict(),
+                "checksum": self.checksum,
+                "n_rows": state.n_rows,
+                "user_words": sorted(state.tokeniser.user_words),
+                "pinyin_words": state.normaliser.pinyin_vocabulary,
+                "avgdl": {name: leg.avgdl for name, leg in state.lexical_legs().items()},
+            }
+            with (directory / "entries.jsonl").open("w", encoding="utf-8") as handle:
+                for entry_id in sorted(state.entries):
+                    record = {
+                        "entry": _entry_to_json(state.entries[entry_id]),
+                        "rows": state.rows_of[entry_id],
+                        "segments": state.segments_of[entry_id],
+                    }
+                    handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            state.dense.save(directory / "dense.faiss")
+            state.segment_dense.save(directory / "answers.faiss")
+            state.centroid_dense.save(directory / "centroids.faiss")
+            (directory / "meta.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: Path, *, embedder: Embedder, config: RetrievalConfig) -> HybridIndex:
+        directory = Path(directory)
+        meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
+        if meta.get("format") != _FORMAT:
+            raise ValueError(f"{directory}: unsupported index format {meta.get('format')!r}")
+        if meta["embedder"] != embedder.name or int(meta["dim"]) != embedder.dim:
+            raise ValueError(
+                f"{directory} was built with embedder {meta['embedder']!r} ({meta['dim']}-d), "
+                f"not {embedder.name!r}: rebuild the index"
+            )
+        synonyms = [(pair[0], pair[1]) for pair in meta["synonyms"]]
+        index = cls(embedder=embedder, config=config, synonyms=synonyms)
+        entries: list[IndexedEntry] = []
+        rows: list[list[int]] = []
+        segments: list[list[int]] = []
+        with (directory / "entries.jsonl").open(encoding="utf-8") as handle:
+            for line in handle:
+                record = json.loads(line)
+                entries.append(_entry_from_json(record["entry"]))
+                rows.append([int(row) for row in record["rows"]])
+                segments.append([int(row) for row in record["segments"]])
+        dense = DenseIndex.load(directory / "dense.faiss", embedder.dim)
+        segment_dense = DenseIndex.load(directory / "answers.faiss", embedder.dim)
+        centroid_dense = DenseIndex.load(directory / "centroids.faiss", embedder.dim)
+        for loaded in (dense, segment_dense, centroid_dense):
+            loaded.set_nprobe(config.dense_nprobe)
+        state = index._build_state(
+            entries,
+            Normaliser(synonyms),
+            rows,
+            segments,
+            (dense, segment_dense, centroid_dense),
+            saved={key: meta[key] for key in ("user_words", "pinyin_words", "avgdl")},
+        )
+        state.fusion = FusionModel.from_dict(meta["fusion"])
+        index._state = state
+        if index.checksum != meta["checksum"]:
+            raise ValueError(f"{directory}: checksum mismatch, the saved index is corrupt")
+        return index

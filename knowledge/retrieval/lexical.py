@@ -1,0 +1,298 @@
+"""Tokenisers and an incremental BM25 inverted index stored in sparse (CSC-style) arrays."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+_TOKEN_SPLIT = re.compile(r"[a-z0-9.]+|[^a-z0-9. ]+")
+_LATIN = re.compile(r"[a-z0-9.]+")
+
+# Function words and question scaffolding: they appear in nearly every question, so indexing
+# them only adds noise to coverage features (BM25's IDF would mostly ignore them anyway).
+_STOPWORD_TEXT = (
+    "的 了 吗 呢 吧 啊 呀 哦 嘛 么 是 我 你 您 他 她 它 我们 你们 这 那 这个 那个 就 都 也 还 在 有 和 与 "
+    "怎么 怎么样 怎么办 如何 什么 为什么 哪 哪里 哪儿 能 能不能 可以 可不可以 会 要 想 请问 一下 "
+    "一个 个 吗 不 没 没有 请 帮 帮我 给 把 被 让 到 从 对 又 再 很 太 好 多少 几"
+)
+STOPWORDS = frozenset(_STOPWORD_TEXT.split(" "))
+
+
+class Tokeniser:
+    """Word, character-bigram and pinyin-bigram analysers over normalised text.
+
+    Uses a private ``jieba.Tokenizer`` so the KB's user dictionary never leaks into (or is
+    disturbed by) other code using jieba's global instance.
+    """
+
+    def __init__(self) -> None:
+        import logging
+
+        import jieba
+
+        jieba.setLogLevel(logging.WARNING)
+        self._jieba = jieba.Tokenizer()
+        self._jieba.initialize()
+        self._user_words: set[str] = set()
+        self._pinyin_cache: dict[str, str] = {}
+
+    def add_words(self, words: Iterable[str]) -> None:
+        for word in words:
+            word = word.strip()
+            if len(word) < 2 or " " in word or word in self._user_words:
+                continue
+            self._user_words.add(word)
+            # A high frequency makes jieba keep the KB term whole instead of splitting it.
+            self._jieba.add_word(word, freq=max(2000, 500 * len(word)))
+
+    @property
+    def user_words(self) -> frozenset[str]:
+        return frozenset(self._user_words)
+
+    def words(self, text: str) -> list[str]:
+        out: list[str] = []
+        for chunk in text.split(" "):
+            if not chunk:
+                continue
+            for token in self._jieba.lcut(chunk, HMM=True):
+                token = token.strip()
+                if token:
+                    out.append(token)
+        return out
+
+    @staticmethod
+    def char_ngrams(text: str) -> list[str]:
+        """Chinese character bigrams (unigrams for one-character runs) plus whole Latin/number
+        tokens. Bigrams survive most typos and segmentation errors that break whole words."""
+        out: list[str] = []
+        for chunk in _TOKEN_SPLIT.findall(text):
+            if _LATIN.fullmatch(chunk):
+                out.append(chunk)
+                continue
+            if len(chunk) == 1:
+                out.append(chunk)
+                continue
+            out.extend(chunk[index : index + 2] for index in range(len(chunk) - 1))
+        return out
+
+    def syllable(self, char: str) -> str:
+        cached = self._pinyin_cache.get(char)
+        if cached is None:
+            from pypinyin import Style, lazy_pinyin
+
+            syllable = lazy_pinyin(char, style=Style.NORMAL)[0]
+            cached = fuzzy_syllable(syllable) if syllable.isascii() else char
+            self._pinyin_cache[char] = cached
+        return cached
+
+    def pinyin_ngrams(self, text: str) -> list[str]:
+        """Bigrams of fuzzy toneless syllables, so homophone typos (报号/保号, 留量/流量) and
+        common regional confusions (zh/z, n/l, in/ing) still match."""
+        out: list[str] = []
+        for chunk in _TOKEN_SPLIT.findall(text):
+            if _LATIN.fullmatch(chunk):
+                continue
+            syllables = [self.syllable(char) for char in chunk]
+            if len(syllables) == 1:
+                out.append(syllables[0])
+                continue
+            out.extend(f"{a}_{b}" for a, b in itertools.pairwise(syllables))
+        return out
+
+
+def fuzzy_syllable(syllable: str) -> str:
+    for retroflex in ("zh", "ch", "sh"):
+        if syllable.startswith(retroflex):
+            syllable = retroflex[0] + syllable[2:]
+            break
+    if syllable.startswith("l"):
+        syllable = "n" + syllable[1:]
+    elif syllable.startswith("f"):
+        syllable = "h" + syllable[1:]
+    if syllable.endswith("ng") and len(syllable) > 2 and syllable[-3] in "ie":
+        syllable = syllable[:-1]
+    return syllable
+
+
+@dataclass
+class _Segment:
+    indptr: np.ndarray  # (n_terms_at_creation + 1,) int64
+    rows: np.ndarray  # global row ids, int32 (halves memory at 100k entries)
+    weights: np.ndarray  # BM25 term weights without IDF, float32
+
+
+class SparseBM25:
+    """BM25 over rows (strings or entries) kept as CSC segments: one large segment from the last
+    full build plus small ones appended by live upserts.
+
+    Removal only clears the row's ``alive`` flag. Document frequencies are counted at query time
+    from the live rows of each posting list, so they stay exact under edits without keeping a
+    second (row-major) copy of the matrix. Segments are compacted when small ones pile up.
+    """
+
+    def __init__(self, k1: float, b: float) -> None:
+        self.k1 = k1
+        self.b = b
+        self.vocab: dict[str, int] = {}
+        self.segments: list[_Segment] = []
+        self.alive = np.zeros(0, dtype=bool)
+        self.avgdl = 1.0
+        self.n_alive = 0
+
+    def _ensure_rows(self, max_row: int) -> None:
+        if max_row >= self.alive.shape[0]:
+            grown = np.zeros(max(max_row + 1, 2 * self.alive.shape[0], 64), dtype=bool)
+            grown[: self.alive.shape[0]] = self.alive
+            self.alive = grown
+
+    def _segment(self, rows: Sequence[int], docs: Sequence[Sequence[str]]) -> _Segment:
+        row_index: list[int] = []
+        col_index: list[int] = []
+        for local, doc in enumerate(docs):
+            for term in doc:
+                col = self.vocab.get(term)
+                if col is None:
+                    col = len(self.vocab)
+                    self.vocab[term] = col
+                row_index.append(local)
+                col_index.append(col)
+        n_local = len(docs)
+        tf = sp.csc_matrix(
+            (np.ones(len(row_index), dtype=np.float32), (row_index, col_index)),
+            shape=(n_local, len(self.vocab)),
+            dtype=np.float32,
+        )
+        tf.sum_duplicates()
+        lengths = np.array([max(len(doc), 1) for doc in docs], dtype=np.float32)
+        norm = self.k1 * (1.0 - self.b + self.b * lengths / self.avgdl)
+        coo = tf.tocoo()
+        weights = coo.data * (self.k1 + 1.0) / (coo.data + norm[coo.row])
+        csc = sp.csc_matrix((weights, (coo.row, coo.col)), shape=tf.shape, dtype=np.float32)
+        csc.sort_indices()
+        global_rows = np.asarray(rows, dtype=np.int32)[csc.indices]
+        return _Segment(csc.indptr.astype(np.int64), global_rows, csc.data.astype(np.float32))
+
+    def build(self, rows: Sequence[int], docs: Sequence[Sequence[str]], avgdl: float | None = None) -> None:
+        """Replace the content. ``avgdl`` restores a saved index's length normalisation exactly
+        (live edits do not move it, so it is not the current mean of a loaded index)."""
+        self.vocab = {}
+        self.segments = []
+        self.alive = np.zeros(0, dtype=bool)
+        lengths = [len(doc) for doc in docs]
+        if avgdl is not None:
+            self.avgdl = avgdl
+        else:
+            self.avgdl = float(np.mean(lengths)) if lengths and np.mean(lengths) > 0 else 1.0
+        self.n_alive = 0
+        if rows:
+            self.add(rows, docs)
+
+    def add(self, rows: Sequence[int], docs: Sequence[Sequence[str]]) -> None:
+        if not rows:
+            return
+        self._ensure_rows(max(rows))
+        self.segments.append(self._segment(rows, docs))
+        self.alive[np.asarray(rows, dtype=np.int64)] = True
+        self.n_alive = int(self.alive.sum())
+        if len(self.segments) > 12:
+            self._compact_small()
+
+    def remove(self, rows: Iterable[int]) -> None:
+        indices = np.fromiter(rows, dtype=np.int64)
+        indices = indices[indices < self.alive.shape[0]]
+        self.alive[indices] = False
+        self.n_alive = int(self.alive.sum())
+
+    def _compact_small(self) -> None:
+        # Keep the big first segment; fold the small live-update segments into one.
+        head, tail = self.segments[0], self.segments[1:]
+        n_terms = len(self.vocab)
+        rows_list, cols_list, data_list = [], [], []
+        for segment in tail:
+            counts = np.diff(segment.indptr)
+            cols = np.repeat(np.arange(counts.shape[0], dtype=np.int64), counts)
+            keep = self.alive[segment.rows]
+            rows_list.append(segment.rows[keep])
+            cols_list.append(cols[keep])
+            data_list.append(segment.weights[keep])
+        rows = np.concatenate(rows_list)
+        cols = np.concatenate(cols_list)
+        data = np.concatenate(data_list)
+        order = np.lexsort((rows, cols))
+        counts = np.bincount(cols[order], minlength=n_terms)
+        indptr = np.zeros(n_terms + 1, dtype=np.int64)
+        np.cumsum(counts, out=indptr[1:])
+        self.segments = [head, _Segment(indptr, rows[order], data[order])]
+
+    def _postings(self, col: int) -> tuple[np.ndarray, np.ndarray]:
+        rows_parts, weight_parts = [], []
+        for segment in self.segments:
+            if col + 1 < segment.indptr.shape[0]:
+                start, end = segment.indptr[col], segment.indptr[col + 1]
+                if end > start:
+                    rows_parts.append(segment.rows[start:end])
+                    weight_parts.append(segment.weights[start:end])
+        if not rows_parts:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        rows = np.concatenate(rows_parts) if len(rows_parts) > 1 else rows_parts[0]
+        weights = np.concatenate(weight_parts) if len(weight_parts) > 1 else weight_parts[0]
+        keep = self.alive[rows]
+        return rows[keep], weights[keep]
+
+    def idf(self, df: int) -> float:
+        return math.log(1.0 + (self.n_alive - df + 0.5) / (df + 0.5))
+
+    def query_terms(self, terms: Sequence[str]) -> dict[int, int]:
+        counts: dict[int, int] = {}
+        for term in terms:
+            col = self.vocab.get(term)
+            if col is not None:
+                counts[col] = counts.get(col, 0) + 1
+        return counts
+
+    def score(self, terms: Sequence[str], n_rows: int) -> tuple[np.ndarray, float, dict[int, float]]:
+        """Scores of all rows (dense array of ``n_rows``), the query's self-score (the BM25 score
+        the query would get against itself, used to put scores on a 0..1-ish scale), and the
+        IDF of each matched term column."""
+        scores = np.zeros(n_rows, dtype=np.float32)
+        counts = self.query_terms(terms)
+        qlen = max(len(terms), 1)
+        qnorm = self.k1 * (1.0 - self.b + self.b * qlen / self.avgdl)
+        self_score = 0.0
+        idfs: dict[int, float] = {}
+        for col, qtf in counts.items():
+            rows, weights = self._postings(col)
+            if rows.shape[0] == 0:
+                continue
+            idf = self.idf(rows.shape[0])
+            idfs[col] = idf
+            # Repeating a term in the query counts with saturation, like in the document.
+            qweight = qtf * (self.k1 + 1.0) / (qtf + qnorm)
+            np.add.at(scores, rows, weights * np.float32(idf * qweight))
+            self_score += idf * qweight * qweight
+        # Terms unknown to the index still belong to the question: count them as rare words so a
+        # query about something the KB never mentions gets a low normalised score.
+        unknown = len([term for term in terms if term not in self.vocab])
+        if unknown:
+            single = (self.k1 + 1.0) / (1.0 + qnorm)
+            self_score += unknown * self.idf(0) * single * single
+        return scores, max(self_score, 1e-6), idfs
+
+    def contains(self, rows: np.ndarray, cols: Iterable[int]) -> np.ndarray:
+        """Boolean matrix (len(rows), len(cols)): does row contain term col."""
+        cols = list(cols)
+        out = np.zeros((rows.shape[0], len(cols)), dtype=bool)
+        if rows.shape[0] == 0:
+            return out
+        position = {int(row): index for index, row in enumerate(rows)}
+        for j, col in enumerate(cols):
+            posting_rows, _ = self._postings(col)
+            for row in posting_rows[np.isin(posting_rows, rows)]:
+                out[position[int(row)], j] = True
+        return out
