@@ -6,8 +6,20 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 ReplyKind = Literal[
-    "answer", "suggest", "clarify", "handoff", "form", "notice", "notice_confirmed", "notice_declined",
-    "feedback_recorded", "greet", "thanks", "goodbye", "info", "agent",
+    "answer",
+    "suggest",
+    "clarify",
+    "handoff",
+    "form",
+    "notice",
+    "notice_confirmed",
+    "notice_declined",
+    "feedback_recorded",
+    "greet",
+    "thanks",
+    "goodbye",
+    "info",
+    "agent",
 ]
 
 
@@ -49,3 +61,5 @@ class InboundResult(BaseModel):
 
 
 InboundHandler = Callable[[InboundMessage], Awaitable[InboundResult]]
+# (channel, sender, after message id) -> what the customer was sent since, bot and agent alike.
+OutboundFetcher = Callable[[str, str, int], Awaitable[list[Reply]]]

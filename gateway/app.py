@@ -136,7 +136,12 @@ def create_app(
     )
     app.include_router(health.router)
     app.include_router(knowledge_views.router)
-    app.include_router(rest_channel.make_router(lambda message: app.state.engine_.handle(message)))
+    app.include_router(
+        rest_channel.make_router(
+            lambda message: app.state.engine_.handle(message),
+            lambda channel, sender, after: app.state.engine_.outbound(channel, sender, after),
+        )
+    )
     app.include_router(agent_views.router)
     app.include_router(internal_views.router)
     return app

@@ -43,10 +43,36 @@ def _parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database schema").add_subparsers(metavar="ACTION")
     db.add_parser("upgrade", help="apply all migrations").set_defaults(handler=_db_upgrade)
 
+    run = sub.add_parser("run", help="the whole product: Rasa, the action server and the gateway")
+    run.add_argument("--host", default=None)
+    run.add_argument("--port", type=int, default=None)
+    run.set_defaults(handler=_run)
+
     demo = sub.add_parser("demo", help="demo data").add_subparsers(metavar="ACTION")
-    demo.add_parser("load", help="load the 星河移动 demo knowledge base (idempotent)").set_defaults(
-        handler=_demo_load
-    )
+    demo.add_parser(
+        "load", help="load the 星河移动 demo KB and seed demo agents (idempotent; passwords printed once)"
+    ).set_defaults(handler=_demo_load)
+
+    bot = sub.add_parser("bot", help="the Rasa project").add_subparsers(metavar="ACTION")
+    train = bot.add_parser("train", help="train the Rasa model unless bot/ is unchanged")
+    train.add_argument("--force", action="store_true")
+    train.set_defaults(handler=_bot_train)
+    userdict = bot.add_parser("userdict", help="write the jieba user dictionary generated from the KB")
+    userdict.set_defaults(handler=_bot_userdict)
+
+    evals = sub.add_parser("eval", help="evaluate a running product").add_subparsers(metavar="WHAT")
+    for name, helptext in (("dialogues", "scripted multi-turn dialogues"), ("queries", "single queries")):
+        ev_live = evals.add_parser(name, help=helptext)
+        ev_live.add_argument("file", type=Path)
+        ev_live.add_argument("--url", default="http://127.0.0.1:8000")
+        ev_live.add_argument(
+            "--credentials",
+            type=Path,
+            default=None,
+            help="demo agent credentials (default: <KEFU_VAR_DIR>/demo-credentials.json)",
+        )
+        ev_live.add_argument("--json", action="store_true")
+        ev_live.set_defaults(handler=_eval_live, what=name)
 
     kb = sub.add_parser("kb", help="knowledge base").add_subparsers(metavar="ACTION")
     imp = kb.add_parser("import", help="upsert entries from a JSONL file; a bad file changes nothing")
@@ -100,7 +126,80 @@ def _db_upgrade(_args: argparse.Namespace) -> int:
 
 
 def _demo_load(_args: argparse.Namespace) -> int:
-    return _import(KnowledgeSettings().demo_kb_path, actor="demo")
+    code = _import(KnowledgeSettings().demo_kb_path, actor="demo")
+    if code == 0:
+        _seed_demo_agents()
+    return code
+
+
+def _seed_demo_agents() -> None:
+    import secrets
+
+    from common.db import make_engine, make_session_factory, session_scope
+    from gateway.agent import service as agents
+    from gateway.agent.models import Role
+    from gateway.supervisor import announce_credentials
+
+    common = CommonSettings()
+    engine = make_engine(common.resolved_database_url)
+    created: dict[str, object] = {}
+    with session_scope(make_session_factory(engine)) as db_session:
+        for key, username, name, role in (
+            ("agent", "demo-agent", "小星", Role.AGENT),
+            ("admin", "demo-admin", "管理员", Role.ADMIN),
+        ):
+            if agents.get_by_username(db_session=db_session, username=username) is None:
+                password = secrets.token_urlsafe(12)
+                agents.create(db_session=db_session, username=username, password=password, display_name=name, role=role)
+                created[key] = {"username": username, "password": password}
+    engine.dispose()
+    if created:
+        # Printed once, at first start; never a fixed default in code.
+        announce_credentials(common.var_dir / "demo-credentials.json", created)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from gateway.settings import GatewaySettings
+    from gateway.supervisor import run
+
+    settings = GatewaySettings()
+    return run(host=args.host or settings.host, port=args.port or settings.port)
+
+
+def _bot_train(args: argparse.Namespace) -> int:
+    from gateway.supervisor import train
+
+    trained = train(force=args.force)
+    print("trained a new Rasa model" if trained else "Rasa model is up to date with bot/")
+    return 0
+
+
+def _bot_userdict(_args: argparse.Namespace) -> int:
+    from gateway.supervisor import BOT
+    from knowledge.flows import parse_jsonl, write_jieba_userdict
+
+    path = KnowledgeSettings().demo_kb_path
+    with path.open("rb") as stream:
+        records = parse_jsonl(stream)
+    out = BOT / "jieba_userdict" / "kb.txt"
+    count = write_jieba_userdict(out, records)
+    print(f"{count} words written to {out}")
+    return 0
+
+
+def _eval_live(args: argparse.Namespace) -> int:
+    from gateway.dialogue_eval import evaluate_dialogues, evaluate_queries_live
+    from gateway.evaluation import EvalInputError
+
+    credentials = args.credentials or CommonSettings().var_dir / "demo-credentials.json"
+    runner = evaluate_dialogues if args.what == "dialogues" else evaluate_queries_live
+    try:
+        result = runner(path=args.file, url=args.url, credentials=credentials)
+    except EvalInputError as exc:
+        print(f"kefu: {exc}", file=sys.stderr)
+        return EXIT_REJECTED
+    print(json.dumps(result, ensure_ascii=False, indent=None if args.json else 2))
+    return 0
 
 
 def _kb_import(args: argparse.Namespace) -> int:
@@ -168,8 +267,7 @@ def _kb_search(args: argparse.Namespace) -> int:
                 "tier": outcome.tier,
                 "normalised_query": outcome.normalised_query,
                 "hits": [
-                    {"id": h.external_id, "confidence": round(h.confidence, 4), "legs": h.legs}
-                    for h in outcome.hits
+                    {"id": h.external_id, "confidence": round(h.confidence, 4), "legs": h.legs} for h in outcome.hits
                 ],
             },
             ensure_ascii=False,

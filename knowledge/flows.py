@@ -121,6 +121,17 @@ def export_jsonl(*, session_factory: sessionmaker[Session]) -> Iterator[str]:
             yield json.dumps(service.to_record(entry), ensure_ascii=False)
 
 
+def write_jieba_userdict(path: Path, records: Iterable[KbRecord]) -> int:
+    """A jieba user dictionary of the KB's domain words (tags and short titles), for Rasa's tokenizer."""
+    words: set[str] = set()
+    for record in records:
+        words.update(tag for tag in record.tags if 2 <= len(tag) <= 12 and " " not in tag)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A high frequency makes jieba keep these words whole; "n" is as good a tag as any for NLU.
+    path.write_text("".join(f"{word} 2000 n\n" for word in sorted(words)), encoding="utf-8")
+    return len(words)
+
+
 def checksum(entries: Iterable[IndexedEntry]) -> tuple[int, str]:
     """Count and digest of what the index must hold; the order of entries does not matter."""
     digests = sorted(

@@ -13,7 +13,15 @@ from knowledge.schemas import EntryCreate, EntryUpdate, KbRecord
 
 # Fields a version snapshot holds; restoring writes exactly these back.
 SNAPSHOT_FIELDS = (
-    "category", "title", "similar", "answer", "agent_note", "tags", "audience", "status", "valid_from",
+    "category",
+    "title",
+    "similar",
+    "answer",
+    "agent_note",
+    "tags",
+    "audience",
+    "status",
+    "valid_from",
     "valid_to",
 )
 PENDING_KEY = "kb_index_pending"
@@ -73,17 +81,13 @@ def get_all(
 def get_versions(*, db_session: Session, entry: Entry) -> list[EntryVersion]:
     """Every stored version of an entry, oldest first."""
     return list(
-        db_session.scalars(
-            select(EntryVersion).where(EntryVersion.entry_id == entry.id).order_by(EntryVersion.version)
-        )
+        db_session.scalars(select(EntryVersion).where(EntryVersion.entry_id == entry.id).order_by(EntryVersion.version))
     )
 
 
 def get_audit(*, db_session: Session, entry: Entry) -> list[AuditLog]:
     """The audit trail of an entry, oldest first."""
-    return list(
-        db_session.scalars(select(AuditLog).where(AuditLog.entry_id == entry.id).order_by(AuditLog.id))
-    )
+    return list(db_session.scalars(select(AuditLog).where(AuditLog.entry_id == entry.id).order_by(AuditLog.id)))
 
 
 def create(*, db_session: Session, entry_in: EntryCreate, actor: str) -> Entry:
@@ -125,9 +129,7 @@ def restore(*, db_session: Session, entry: Entry, version: int, actor: str) -> E
     for key in ("valid_from", "valid_to"):
         if values[key] is not None:
             values[key] = datetime.fromisoformat(values[key])
-    return _change(
-        db_session, entry, values, action="restore", actor=actor, extra={"restored_version": version}
-    )
+    return _change(db_session, entry, values, action="restore", actor=actor, extra={"restored_version": version})
 
 
 def upsert_record(*, db_session: Session, record: KbRecord, actor: str) -> Literal["created", "updated", "unchanged"]:
@@ -268,17 +270,11 @@ def _change(
 
 
 def _diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    return {
-        key: {"old": before.get(key), "new": after[key]}
-        for key in after
-        if before.get(key) != after[key]
-    }
+    return {key: {"old": before.get(key), "new": after[key]} for key in after if before.get(key) != after[key]}
 
 
 def _record(db_session: Session, entry: Entry, *, action: str, actor: str, changes: dict[str, Any]) -> None:
-    db_session.add(
-        EntryVersion(entry_id=entry.id, version=entry.version, snapshot=snapshot(entry), created_by=actor)
-    )
+    db_session.add(EntryVersion(entry_id=entry.id, version=entry.version, snapshot=snapshot(entry), created_by=actor))
     db_session.add(
         AuditLog(
             entry_id=entry.id,

@@ -20,6 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_KB = ROOT.parent / "shared" / "data" / "kb"
 PG_ADMIN_URL = os.environ.get("KEFU_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
+# The action tests run in the Rasa venv (Python 3.10), from `make test`, not in this one.
+collect_ignore = ["actions"]
+
 _pg_unavailable: list[str] = []
 
 

@@ -31,9 +31,7 @@ def _imports(path: Path) -> set[str]:
 def test_package_imports_only_what_it_may(package: str) -> None:
     files = list((ROOT / package).rglob("*.py"))
     offending = {
-        str(path.relative_to(ROOT)): sorted(bad)
-        for path in files
-        if (bad := _imports(path) - ALLOWED[package])
+        str(path.relative_to(ROOT)): sorted(bad) for path in files if (bad := _imports(path) - ALLOWED[package])
     }
     assert not offending
 

@@ -32,8 +32,7 @@ def get_by_username(*, db_session: Session, username: str) -> Agent | None:
     return db_session.scalar(select(Agent).where(Agent.username == username))
 
 
-def create(*, db_session: Session, username: str, password: str, display_name: str, role: Role = Role.AGENT
-           ) -> Agent:
+def create(*, db_session: Session, username: str, password: str, display_name: str, role: Role = Role.AGENT) -> Agent:
     """A new agent account."""
     agent = Agent(username=username, display_name=display_name, role=role.value, password_hash=hash_password(password))
     db_session.add(agent)

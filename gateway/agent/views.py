@@ -87,14 +87,23 @@ class ReplyIn(BaseModel):
 
 
 def _agent_out(agent: Agent) -> AgentOut:
-    return AgentOut(id=agent.id, username=agent.username, display_name=agent.display_name, role=agent.role,
-                    presence=agent.presence)
+    return AgentOut(
+        id=agent.id, username=agent.username, display_name=agent.display_name, role=agent.role, presence=agent.presence
+    )
 
 
 def _conversation_out(c: Conversation) -> ConversationOut:
-    return ConversationOut(id=c.public_id, channel=c.channel, status=c.status, tier=c.tier, priority=c.priority,
-                           handoff_reason=c.handoff_reason, assignee_id=c.assignee_id, waiting_since=c.waiting_since,
-                           contact_id=c.contact_id)
+    return ConversationOut(
+        id=c.public_id,
+        channel=c.channel,
+        status=c.status,
+        tier=c.tier,
+        priority=c.priority,
+        handoff_reason=c.handoff_reason,
+        assignee_id=c.assignee_id,
+        waiting_since=c.waiting_since,
+        contact_id=c.contact_id,
+    )
 
 
 def _get(db_session: DbSession, public_id: str) -> Conversation:
@@ -155,8 +164,9 @@ def list_conversations(
 def get_conversation(public_id: str, agent: CurrentAgent, db_session: DbSession) -> ConversationDetail:
     """The whole transcript including the bot's turns, and the contact's history across channels."""
     conversation = _get(db_session, public_id)
-    transcript = conversations.get_messages(db_session=db_session, conversation_id=conversation.id,
-                                            include_private=True)
+    transcript = conversations.get_messages(
+        db_session=db_session, conversation_id=conversation.id, include_private=True
+    )
     history = conversations.get_timeline(db_session=db_session, contact_id=conversation.contact_id)
     return ConversationDetail(
         **_conversation_out(conversation).model_dump(),
@@ -172,9 +182,14 @@ def claim(public_id: str, agent: CurrentAgent, db_session: DbSession) -> Convers
     if conversation.status != Status.PENDING_HUMAN.value:
         raise HTTPException(status_code=409, detail=f"conversation is {conversation.status}, not waiting")
     flows.claim(db_session=db_session, conversation=conversation, agent_id=agent.id)
-    conversations.add_message(db_session=db_session, conversation=conversation, direction=Direction.OUT,
-                              sender_type=SenderType.SYSTEM, kind="agent_joined",
-                              text=f"客服{agent.display_name}为您服务")
+    conversations.add_message(
+        db_session=db_session,
+        conversation=conversation,
+        direction=Direction.OUT,
+        sender_type=SenderType.SYSTEM,
+        kind="agent_joined",
+        text=f"客服{agent.display_name}为您服务",
+    )
     db_session.commit()
     return _conversation_out(conversation)
 
@@ -185,8 +200,14 @@ def reply(public_id: str, body: ReplyIn, agent: CurrentAgent, db_session: DbSess
     conversation = _get(db_session, public_id)
     _own(conversation, agent)
     message = conversations.add_message(
-        db_session=db_session, conversation=conversation, direction=Direction.OUT, sender_type=SenderType.AGENT,
-        text=body.text, kind="agent", agent_id=agent.id, private=body.private,
+        db_session=db_session,
+        conversation=conversation,
+        direction=Direction.OUT,
+        sender_type=SenderType.AGENT,
+        text=body.text,
+        kind="agent",
+        agent_id=agent.id,
+        private=body.private,
     )
     if not body.private and conversation.first_human_reply_at is None:
         conversation.first_human_reply_at = utcnow()
@@ -200,13 +221,33 @@ def resolve(public_id: str, agent: CurrentAgent, db_session: DbSession) -> Conve
     conversation = _get(db_session, public_id)
     _own(conversation, agent)
     flows.resolve(db_session=db_session, conversation=conversation)
-    conversations.add_message(db_session=db_session, conversation=conversation, direction=Direction.OUT,
-                              sender_type=SenderType.SYSTEM, kind="ces",
-                              text="本次问题解决起来容易吗？请打分 1（很难）到 7（很容易）。")
+    conversations.add_message(
+        db_session=db_session,
+        conversation=conversation,
+        direction=Direction.OUT,
+        sender_type=SenderType.SYSTEM,
+        kind="ces",
+        text="本次问题解决起来容易吗？请打分 1（很难）到 7（很容易）。",
+    )
     db_session.commit()
     return _conversation_out(conversation)
 
 
 def _message_out(m: object, public_id: str) -> MessageOut:
-    return MessageOut(conversation_id=public_id, **{k: getattr(m, k) for k in (
-        "id", "channel", "direction", "sender_type", "kind", "text", "kb_entry_id", "private", "created_at")})
+    return MessageOut(
+        conversation_id=public_id,
+        **{
+            k: getattr(m, k)
+            for k in (
+                "id",
+                "channel",
+                "direction",
+                "sender_type",
+                "kind",
+                "text",
+                "kb_entry_id",
+                "private",
+                "created_at",
+            )
+        },
+    )

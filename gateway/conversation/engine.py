@@ -9,12 +9,12 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, get_args
 
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from common.channels import HandoffInfo, InboundMessage, InboundResult, Reply, ReplyOption
+from common.channels import HandoffInfo, InboundMessage, InboundResult, Reply, ReplyKind, ReplyOption
 from common.db import session_scope, utcnow
 from gateway.clients.rasa import RasaClient, RasaUnavailable
 from gateway.conversation import flows, routing, service, texts
@@ -35,6 +35,7 @@ from knowledge.retrieval import SearchOutcome
 
 log = logging.getLogger(__name__)
 
+REPLY_KINDS = frozenset(get_args(ReplyKind))
 HUMAN_HOLDS = (Status.PENDING_HUMAN.value, Status.HUMAN.value)
 CHOOSE_KB = re.compile(r"^/choose_kb(\{.*\})$")
 # Words that make a short follow-up lean on what was said before (那一天多少钱, 这种状态下…).
@@ -122,6 +123,15 @@ class ConversationEngine:
                     log.warning("could not write a KB turn into Rasa's tracker: %s", exc)
             return result
 
+    async def outbound(self, channel: str, sender: str, after_id: int) -> list[Reply]:
+        """Messages the customer was sent after a message id, across their conversations on a channel."""
+        return await run_in_threadpool(self._outbound, channel, sender, after_id)
+
+    def _outbound(self, channel: str, sender: str, after_id: int) -> list[Reply]:
+        with self._factory() as db:
+            messages = service.get_sent(db_session=db, channel=channel, source_id=sender, after_id=after_id)
+            return [_reply_from_message(m) for m in messages]
+
     # -- transactions ---------------------------------------------------------------------------
 
     def _begin(self, message: InboundMessage) -> Begun:
@@ -143,21 +153,30 @@ class ConversationEngine:
                 db.add(conversation)
                 db.flush()
             inbound = service.add_message(
-                db_session=db, conversation=conversation, direction=Direction.IN, sender_type=SenderType.CUSTOMER,
-                text=message.text, source_id=source_id,
+                db_session=db,
+                conversation=conversation,
+                direction=Direction.IN,
+                sender_type=SenderType.CUSTOMER,
+                text=message.text,
+                source_id=source_id,
             )
             return self._snapshot(db, conversation, inbound)
 
-    def _snapshot(self, db: Session, conversation: Conversation, inbound: Message,
-                  replay: InboundResult | None = None) -> Begun:
+    def _snapshot(
+        self, db: Session, conversation: Conversation, inbound: Message, replay: InboundResult | None = None
+    ) -> Begun:
         last = service.get_last_answer(db_session=db, conversation_id=conversation.id)
         last_entry = (
             kb_service.get_by_external_id(db_session=db, external_id=last.kb_entry_id)
-            if last and last.kb_entry_id else None
+            if last and last.kb_entry_id
+            else None
         )
         return Begun(
-            inbound_id=inbound.id, conversation_id=conversation.id, public_id=conversation.public_id,
-            status=conversation.status, elderly=conversation.contact.elderly,
+            inbound_id=inbound.id,
+            conversation_id=conversation.id,
+            public_id=conversation.public_id,
+            status=conversation.status,
+            elderly=conversation.contact.elderly,
             failure_streak=conversation.failure_streak,
             last_kb_id=last.kb_entry_id if last else None,
             last_kb_title=last_entry.title if last_entry else None,
@@ -178,8 +197,14 @@ class ConversationEngine:
                 conversation.failure_streak += 1
             stored = [
                 service.add_message(
-                    db_session=db, conversation=conversation, direction=Direction.OUT, sender_type=SenderType.BOT,
-                    text=reply.text, kind=reply.kind, reply_to_id=inbound.id, kb_entry_id=reply.kb_id,
+                    db_session=db,
+                    conversation=conversation,
+                    direction=Direction.OUT,
+                    sender_type=SenderType.BOT,
+                    text=reply.text,
+                    kind=reply.kind,
+                    reply_to_id=inbound.id,
+                    kb_entry_id=reply.kb_id,
                     payload=_payload(reply),
                 )
                 for reply in replies
@@ -187,12 +212,15 @@ class ConversationEngine:
             service.mark_processed(db_session=db, message=inbound)
             return _result(conversation, stored, False)
 
-    def _apply_handoff(self, db: Session, conversation: Conversation, handoff: HandoffInfo,
-                       replies: list[Reply]) -> list[Reply]:
+    def _apply_handoff(
+        self, db: Session, conversation: Conversation, handoff: HandoffInfo, replies: list[Reply]
+    ) -> list[Reply]:
         tier = Tier(handoff.tier)
         try:
             ahead = flows.hand_off(
-                db_session=db, conversation=conversation, tier=tier,
+                db_session=db,
+                conversation=conversation,
+                tier=tier,
                 reason=_reason(handoff.reason),
                 priority=Priority(handoff.priority),
             )
@@ -228,8 +256,9 @@ class ConversationEngine:
                 nlu = routing.Nlu.from_parse(parsed)
                 state = routing.DialogueState.from_tracker(tracker)
                 if state.last_kb_id is None and begun.last_kb_id:
-                    state = routing.DialogueState(state.active_loop, state.pending_notice, state.offered_human,
-                                                  begun.last_kb_id)
+                    state = routing.DialogueState(
+                        state.active_loop, state.pending_notice, state.offered_human, begun.last_kb_id
+                    )
             except RasaUnavailable as exc:
                 log.warning("Rasa unavailable, degrading: %s", exc)
                 rasa_up = False
@@ -239,7 +268,11 @@ class ConversationEngine:
         top = kb.hits[0].external_id if kb and kb.hits else None
         tier = kb.tier if kb else "none"
         route = routing.decide(
-            text=text, nlu=nlu, kb_tier=tier, kb_top=top, state=state,
+            text=text,
+            nlu=nlu,
+            kb_tier=tier,
+            kb_top=top,
+            state=state,
             command_min=self._settings.command_min_confidence,
         )
         if route is routing.Route.KB and kb is not None:
@@ -288,9 +321,13 @@ class ConversationEngine:
 
     def _answer(self, kb_id: str, title: str, answer: str, text: str) -> Outcome:
         reply = Reply(
-            kind="answer", text=answer, kb_id=kb_id,
-            options=[ReplyOption(title="有用", payload="/feedback_positive"),
-                     ReplyOption(title="没用", payload="/feedback_negative")],
+            kind="answer",
+            text=answer,
+            kb_id=kb_id,
+            options=[
+                ReplyOption(title="有用", payload="/feedback_positive"),
+                ReplyOption(title="没用", payload="/feedback_negative"),
+            ],
         )
         return Outcome(replies=[reply], reset_streak=True, tracker_events=_kb_turn_events(text, reply, kb_id))
 
@@ -324,8 +361,11 @@ class ConversationEngine:
         metadata = {
             "kb": {
                 "tier": kb.tier if kb else "none",
-                "hits": [{"id": h.external_id, "confidence": round(h.confidence, 4)} for h in (kb.hits if kb else [])
-                         ][:4] if kb and kb.tier != "none" else [],
+                "hits": [{"id": h.external_id, "confidence": round(h.confidence, 4)} for h in (kb.hits if kb else [])][
+                    :4
+                ]
+                if kb and kb.tier != "none"
+                else [],
             },
             "channel": "gateway",
             "now": self._clock().astimezone(self._settings.zone).isoformat(),
@@ -346,10 +386,12 @@ class ConversationEngine:
         intent = nlu.intent
         if intent in ("request_human", "request_voice", "complain"):
             reason = HandoffReason.COMPLAINT if intent == "complain" else HandoffReason.CUSTOMER_REQUEST
-            handoff = HandoffInfo(tier="human_text", reason=reason.value,
-                                  priority="high" if intent == "complain" else "normal")
-            return Outcome(replies=[Reply(kind="handoff", text=texts.DEGRADED_QUEUED, handoff=handoff)],
-                           handoff=handoff)
+            handoff = HandoffInfo(
+                tier="human_text", reason=reason.value, priority="high" if intent == "complain" else "normal"
+            )
+            return Outcome(
+                replies=[Reply(kind="handoff", text=texts.DEGRADED_QUEUED, handoff=handoff)], handoff=handoff
+            )
         if intent == "greet":
             return Outcome(replies=[Reply(kind="greet", text=texts.GREET)])
         if intent == "thank":
@@ -360,8 +402,7 @@ class ConversationEngine:
             return Outcome(replies=[Reply(kind="feedback_recorded", text=texts.FEEDBACK_SORRY)], failure=True)
         if begun.failure_streak >= 1:
             offer = [ReplyOption(title=texts.HANDOFF_OFFER, payload="/request_human")]
-            return Outcome(replies=[Reply(kind="clarify", text=texts.CLARIFY_OFFER_HUMAN, options=offer)],
-                           failure=True)
+            return Outcome(replies=[Reply(kind="clarify", text=texts.CLARIFY_OFFER_HUMAN, options=offer)], failure=True)
         return Outcome(replies=[Reply(kind="clarify", text=texts.CLARIFY)], failure=True)
 
 
@@ -390,22 +431,32 @@ def _apply_metadata(contact: Any, metadata: dict[str, Any]) -> None:
 
 def _reply_from_rasa(message: dict[str, Any]) -> Reply:
     custom = message.get("custom") if isinstance(message.get("custom"), dict) else None
-    buttons = [ReplyOption(title=b.get("title", ""), payload=b.get("payload", "")) for b in message.get("buttons") or []]
+    buttons = [
+        ReplyOption(title=b.get("title", ""), payload=b.get("payload", "")) for b in message.get("buttons") or []
+    ]
     if custom is None:
         return Reply(kind="info", text=str(message.get("text") or ""), options=buttons)
     kind = custom.get("kind", "info")
-    if kind not in Reply.model_fields["kind"].annotation.__args__:  # type: ignore[union-attr]
+    if kind not in REPLY_KINDS:
         kind = "info"
     options = [ReplyOption(**o) for o in custom.get("options") or []] or buttons
     handoff = HandoffInfo(**custom["handoff"]) if isinstance(custom.get("handoff"), dict) else None
-    return Reply(kind=kind, text=str(custom.get("text") or message.get("text") or ""), options=options,
-                 handoff=handoff, kb_id=custom.get("kb_id"))
+    return Reply(
+        kind=kind,
+        text=str(custom.get("text") or message.get("text") or ""),
+        options=options,
+        handoff=handoff,
+        kb_id=custom.get("kb_id"),
+    )
 
 
 def _kb_turn_events(text: str, reply: Reply, kb_id: str | None) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = [
-        {"event": "user", "text": text,
-         "parse_data": {"text": text, "intent": {"name": "faq", "confidence": 1.0}, "entities": []}},
+        {
+            "event": "user",
+            "text": text,
+            "parse_data": {"text": text, "intent": {"name": "faq", "confidence": 1.0}, "entities": []},
+        },
         {"event": "bot", "text": reply.text, "data": {"custom": {"kind": reply.kind, "kb_id": kb_id}}},
     ]
     if kb_id:
@@ -427,16 +478,20 @@ def _payload(reply: Reply) -> dict[str, Any]:
     return data
 
 
+def _reply_from_message(m: Message) -> Reply:
+    kind = m.kind if m.kind in REPLY_KINDS else "agent" if m.sender_type == SenderType.AGENT.value else "info"
+    return Reply(
+        text=m.text,
+        kind=kind,  # type: ignore[arg-type]
+        kb_id=m.kb_entry_id,
+        options=[ReplyOption(**o) for o in (m.payload or {}).get("options", [])],
+        handoff=HandoffInfo(**m.payload["handoff"]) if (m.payload or {}).get("handoff") else None,
+        message_id=m.id,
+    )
+
+
 def _result(conversation: Conversation, messages: list[Message], replayed: bool) -> InboundResult:
-    replies = [
-        Reply(
-            text=m.text, kind=m.kind,  # type: ignore[arg-type]
-            kb_id=m.kb_entry_id,
-            options=[ReplyOption(**o) for o in (m.payload or {}).get("options", [])],
-            handoff=HandoffInfo(**m.payload["handoff"]) if (m.payload or {}).get("handoff") else None,
-            message_id=m.id,
-        )
-        for m in messages
-    ]
-    return InboundResult(conversation_id=conversation.public_id, status=conversation.status, replies=replies,
-                         replayed=replayed)
+    replies = [_reply_from_message(m) for m in messages]
+    return InboundResult(
+        conversation_id=conversation.public_id, status=conversation.status, replies=replies, replayed=replayed
+    )

@@ -126,8 +126,9 @@ class Message(Base):
     confidence: Mapped[float | None] = mapped_column(nullable=True)
     private: Mapped[bool] = mapped_column(Boolean, default=False)
     # Bot replies point at the inbound message they answer, so a retried delivery replays them.
-    reply_to_id: Mapped[int | None] = mapped_column(ForeignKey("message.id", ondelete="SET NULL"), index=True,
-                                                     nullable=True)
+    reply_to_id: Mapped[int | None] = mapped_column(
+        ForeignKey("message.id", ondelete="SET NULL"), index=True, nullable=True
+    )
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
 

@@ -12,8 +12,12 @@ DECISIONS = frozenset({"affirm", "deny", "notice_confirm", "notice_decline"})
 FEEDBACK = frozenset({"feedback_negative", "feedback_positive"})
 
 # "我要投诉" is a command; "上礼拜投诉的事…" is a question about a complaint, which the KB answers.
-_EXPLICIT_COMPLAINT = re.compile(r"(我|我们)?(要|想|必须|得)(再)?(去)?投诉|投诉[!！]|投诉(你们|他|她|这|那|客服)|举报你们")
-_ANGER_MARKERS = re.compile(r"[!！]{2,}|[?？]{2,}|到底|怎么回事|太离谱|离谱|垃圾|骗子|坑人|气死|受够|第[二三四五]次|又[扣乱]|凭什么|什么破")
+_EXPLICIT_COMPLAINT = re.compile(
+    r"(我|我们)?(要|想|必须|得)(再)?(去)?投诉|投诉[!！]|投诉(你们|他|她|这|那|客服)|举报你们"
+)
+_ANGER_MARKERS = re.compile(
+    r"[!！]{2,}|[?？]{2,}|到底|怎么回事|太离谱|离谱|垃圾|骗子|坑人|气死|受够|第[二三四五]次|又[扣乱]|凭什么|什么破"
+)
 
 
 class Route(StrEnum):
@@ -83,7 +87,8 @@ def decide(
     if nlu.intent in DECISIONS and confident and (state.pending_notice or state.offered_human):
         return Route.RASA
     # "Still not working" after an answer is feedback on it, even when the KB would answer it again.
-    if nlu.intent in FEEDBACK and confident and state.last_kb_id and (kb_tier != "answer" or kb_top == state.last_kb_id):
+    repeats_last = kb_tier != "answer" or kb_top == state.last_kb_id
+    if nlu.intent in FEEDBACK and confident and state.last_kb_id and repeats_last:
         return Route.RASA
     if nlu.intent in SMALL_TALK and nlu.confidence >= small_talk_min and kb_tier != "answer":
         return Route.RASA

@@ -66,13 +66,34 @@ def get_replies(*, db_session: Session, inbound_id: int) -> list[Message]:
     return list(db_session.scalars(select(Message).where(Message.reply_to_id == inbound_id).order_by(Message.id)))
 
 
-def get_messages(*, db_session: Session, conversation_id: int, after_id: int = 0, include_private: bool = False
-                 ) -> list[Message]:
+def get_messages(
+    *, db_session: Session, conversation_id: int, after_id: int = 0, include_private: bool = False
+) -> list[Message]:
     """A conversation's transcript, optionally only what came after a message id."""
     stmt = select(Message).where(Message.conversation_id == conversation_id, Message.id > after_id)
     if not include_private:
         stmt = stmt.where(Message.private.is_(False))
     return list(db_session.scalars(stmt.order_by(Message.id)))
+
+
+def get_sent(*, db_session: Session, channel: str, source_id: str, after_id: int) -> list[Message]:
+    """Non-private outbound messages to the contact behind a channel identity, after a message id."""
+    return list(
+        db_session.scalars(
+            select(Message)
+            .join(Conversation, Conversation.id == Message.conversation_id)
+            .join(ChannelIdentity, ChannelIdentity.contact_id == Conversation.contact_id)
+            .where(
+                ChannelIdentity.channel == channel,
+                ChannelIdentity.source_id == source_id,
+                Conversation.channel == channel,
+                Message.direction == Direction.OUT.value,
+                Message.private.is_(False),
+                Message.id > after_id,
+            )
+            .order_by(Message.id)
+        )
+    )
 
 
 def get_timeline(*, db_session: Session, contact_id: int) -> list[tuple[Conversation, Message]]:
@@ -131,9 +152,9 @@ def add_message(
 
 def count_agents_online(*, db_session: Session) -> int:
     """Agents whose presence is online (away agents take no new conversations)."""
-    return db_session.scalar(
-        select(func.count()).select_from(Agent).where(Agent.presence == Presence.ONLINE.value)
-    ) or 0
+    return (
+        db_session.scalar(select(func.count()).select_from(Agent).where(Agent.presence == Presence.ONLINE.value)) or 0
+    )
 
 
 def get_waiting(*, db_session: Session) -> list[Conversation]:

@@ -87,8 +87,9 @@ def availability(request: Request, db_session: DbSession) -> Availability:
 def feedback(public_id: str, body: FeedbackIn, db_session: DbSession) -> FeedbackOut:
     """Helpful or not, on the bot's latest answer in the conversation."""
     conversation = _conversation(db_session, public_id)
-    row = service.record_feedback(db_session=db_session, conversation=conversation,
-                                  kind="helpful" if body.helpful else "unhelpful")
+    row = service.record_feedback(
+        db_session=db_session, conversation=conversation, kind="helpful" if body.helpful else "unhelpful"
+    )
     db_session.commit()
     return FeedbackOut(recorded=True, kb_id=row.kb_entry_id)
 
@@ -107,8 +108,13 @@ def callback(public_id: str, body: CallbackIn, request: Request, db_session: DbS
     ):
         raise HTTPException(status_code=422, detail=f"a callback slot must lie within {settings.callback_hours}")
     conversation = _conversation(db_session, public_id)
-    row = service.create_callback(db_session=db_session, conversation=conversation, phone=body.phone,
-                                  slot_start=body.slot_start, slot_end=body.slot_end)
+    row = service.create_callback(
+        db_session=db_session,
+        conversation=conversation,
+        phone=body.phone,
+        slot_start=body.slot_start,
+        slot_end=body.slot_end,
+    )
     db_session.commit()
     return CallbackOut(callback_id=row.id)
 

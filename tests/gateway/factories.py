@@ -13,5 +13,6 @@ PASSWORD = "correct horse battery staple"
 
 def agent(db_session: Session, *, role: Role = Role.AGENT, password: str = PASSWORD) -> Agent:
     n = next(_seq)
-    return service.create(db_session=db_session, username=f"agent{n}", password=password,
-                          display_name=f"坐席{n}", role=role)
+    return service.create(
+        db_session=db_session, username=f"agent{n}", password=password, display_name=f"坐席{n}", role=role
+    )

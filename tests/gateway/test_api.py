@@ -104,8 +104,11 @@ def test_long_and_oversized_queries(client: TestClient) -> None:
 
 
 def test_search_is_503_while_the_index_loads(session_factory: sessionmaker[Session], tmp_path: Path) -> None:
-    app = create_app(common=CommonSettings(var_dir=tmp_path), session_factory=session_factory,
-                     kb_settings=KnowledgeSettings(index_dir=tmp_path / "index"))
+    app = create_app(
+        common=CommonSettings(var_dir=tmp_path),
+        session_factory=session_factory,
+        kb_settings=KnowledgeSettings(index_dir=tmp_path / "index"),
+    )
     with TestClient(app) as client:
         assert app.state.index_ready.wait(60)
         app.state.index_ready.clear()  # as while a large index is still building

@@ -15,7 +15,11 @@ DEMO_KB = ROOT / "knowledge" / "data" / "kb.jsonl"
 def kefu(*args: str, var: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "KEFU_VAR_DIR": str(var), "KEFU_DATABASE_URL": "", "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+        [sys.executable, "-m", "gateway.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=600,
     )
     if check and result.returncode != 0:
@@ -68,7 +72,17 @@ def test_eval_prints_the_metrics_contract(var: Path, tmp_path: Path) -> None:
     result = json.loads(kefu("kb", "eval", str(queries), "--json", var=var).stdout)
 
     assert result["n_kb"] == 160 and result["n_queries"] == 2 and result["skipped_commands"] == 1
-    for key in ("top1", "top3", "agent_top1", "answer_rate", "answer_precision", "none_rejection",
-                "self_service", "agent_only_leaks", "p50_ms", "p95_ms"):
+    for key in (
+        "top1",
+        "top3",
+        "agent_top1",
+        "answer_rate",
+        "answer_precision",
+        "none_rejection",
+        "self_service",
+        "agent_only_leaks",
+        "p50_ms",
+        "p95_ms",
+    ):
         assert key in result
     assert result["top1"] == 1.0 and result["agent_only_leaks"] == 0

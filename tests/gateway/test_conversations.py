@@ -40,15 +40,21 @@ def client(factory: sessionmaker[Session], tmp_path_factory: pytest.TempPathFact
     kb = KnowledgeSettings(index_dir=tmp / "index")
     flows.import_jsonl(session_factory=factory, path=kb.demo_kb_path, actor="demo")
     settings = GatewaySettings(rasa_url="http://127.0.0.1:9", internal_token=SecretStr(TOKEN))
-    app = create_app(common=CommonSettings(var_dir=Path(tmp)), kb_settings=kb, gateway_settings=settings,
-                     session_factory=factory, embedder=UseEmbedder())
+    app = create_app(
+        common=CommonSettings(var_dir=Path(tmp)),
+        kb_settings=kb,
+        gateway_settings=settings,
+        session_factory=factory,
+        embedder=UseEmbedder(),
+    )
     with TestClient(app) as client:
         assert app.state.index_ready.wait(180), "index never became ready"
         yield client
 
 
-def send(client: TestClient, text: str, sender: str | None = None, message_id: str | None = None,
-         **extra: Any) -> dict[str, Any]:
+def send(
+    client: TestClient, text: str, sender: str | None = None, message_id: str | None = None, **extra: Any
+) -> dict[str, Any]:
     body = {"sender": sender or f"web-{uuid.uuid4().hex[:8]}", "text": text, **extra}
     if message_id:
         body["message_id"] = message_id
@@ -62,8 +68,9 @@ def login(client: TestClient, factory: sessionmaker[Session], presence: str = "o
         agent = factories.agent(s)
         s.commit()
         username = agent.username
-    token = client.post("/api/v1/agent/session", json={"username": username, "password": factories.PASSWORD}
-                        ).json()["token"]
+    token = client.post("/api/v1/agent/session", json={"username": username, "password": factories.PASSWORD}).json()[
+        "token"
+    ]
     headers = {"Authorization": f"Bearer {token}"}
     assert client.put("/api/v1/agent/presence", json={"presence": presence}, headers=headers).status_code == 200
     return headers
@@ -124,8 +131,9 @@ def test_bad_input_gets_a_clear_error(client: TestClient, body: dict[str, Any], 
 
 
 def test_invalid_json_is_refused(client: TestClient) -> None:
-    response = client.post("/api/v1/channels/rest/messages", content=b"{not json",
-                           headers={"Content-Type": "application/json"})
+    response = client.post(
+        "/api/v1/channels/rest/messages", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 422
 
 
@@ -159,9 +167,18 @@ def test_without_rasa_a_human_request_still_hands_off_and_the_agent_takes_over(
     assert "我的流量还剩多少" in texts and "你好，在吗" in texts
     assert any(m["sender_type"] == "bot" and m["kind"] == "answer" for m in detail["transcript"])
 
-    posted = client.post(f"/api/v1/agent/conversations/{conversation_id}/messages", headers=headers,
-                         json={"text": "您好，我来帮您查"})
+    posted = client.post(
+        f"/api/v1/agent/conversations/{conversation_id}/messages", headers=headers, json={"text": "您好，我来帮您查"}
+    )
     assert posted.status_code == 201
+    note = client.post(f"/api/v1/agent/conversations/{conversation_id}/messages", headers=headers,
+                       json={"text": "内部备注：老客户", "private": True})
+    assert note.status_code == 201
+    # The customer's channel receives the agent's reply, never the private note.
+    last_seen = handoff["replies"][-1]["message_id"]
+    received = client.get("/api/v1/channels/rest/messages", params={"sender": sender, "after": last_seen}).json()
+    assert [(m["kind"], m["text"]) for m in received][-1] == ("agent", "您好，我来帮您查")
+    assert all("内部备注" not in m["text"] for m in received)
     resolved = client.post(f"/api/v1/agent/conversations/{conversation_id}/resolve", headers=headers)
     assert resolved.json()["status"] == "resolved"
 
@@ -170,17 +187,17 @@ def test_without_rasa_a_human_request_still_hands_off_and_the_agent_takes_over(
     assert after["conversation_id"] != conversation_id and after["status"] == "bot"
 
 
-def test_an_agent_cannot_act_on_another_agents_conversation(
-    client: TestClient, factory: sessionmaker[Session]
-) -> None:
+def test_an_agent_cannot_act_on_another_agents_conversation(client: TestClient, factory: sessionmaker[Session]) -> None:
     owner, other = login(client, factory), login(client, factory)
     body = send(client, "我要投诉，你们乱扣费！！")
     assert body["status"] == "pending_human"
     cid = body["conversation_id"]
     client.post(f"/api/v1/agent/conversations/{cid}/claim", headers=owner)
 
-    assert client.post(f"/api/v1/agent/conversations/{cid}/messages", headers=other,
-                       json={"text": "hi"}).status_code == 403
+    assert (
+        client.post(f"/api/v1/agent/conversations/{cid}/messages", headers=other, json={"text": "hi"}).status_code
+        == 403
+    )
     assert client.post(f"/api/v1/agent/conversations/{cid}/resolve", headers=other).status_code == 403
     assert client.post(f"/api/v1/agent/conversations/{cid}/claim", headers=other).status_code == 409
 
@@ -207,8 +224,7 @@ def test_agent_api_needs_a_login_and_locks_out_guessers(client: TestClient, fact
         username = factories.agent(s).username
         s.commit()
     for _ in range(5):
-        assert client.post("/api/v1/agent/session", json={"username": username, "password": "wrong"}
-                           ).status_code == 401
+        assert client.post("/api/v1/agent/session", json={"username": username, "password": "wrong"}).status_code == 401
     locked = client.post("/api/v1/agent/session", json={"username": username, "password": factories.PASSWORD})
     assert locked.status_code == 401 and "locked" in locked.json()["detail"]
 
@@ -223,13 +239,18 @@ def test_internal_api_needs_the_shared_secret(client: TestClient) -> None:
 def test_callbacks_are_booked_only_within_service_hours(client: TestClient) -> None:
     cid = send(client, "你好")["conversation_id"]
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    inside = {"phone": "13800138000", "slot_start": "2026-11-23T10:00:00+08:00", "slot_end": "2026-11-23T11:00:00+08:00"}
+    inside = {
+        "phone": "13800138000",
+        "slot_start": "2026-11-23T10:00:00+08:00",
+        "slot_end": "2026-11-23T11:00:00+08:00",
+    }
     late = {**inside, "slot_start": "2026-11-23T22:00:00+08:00", "slot_end": "2026-11-23T23:00:00+08:00"}
     assert client.post(f"/api/v1/internal/conversations/{cid}/callbacks", json=inside, headers=auth).status_code == 201
     assert client.post(f"/api/v1/internal/conversations/{cid}/callbacks", json=late, headers=auth).status_code == 422
     bad_phone = {**inside, "phone": "12345"}
-    assert client.post(f"/api/v1/internal/conversations/{cid}/callbacks", json=bad_phone,
-                       headers=auth).status_code == 422
+    assert (
+        client.post(f"/api/v1/internal/conversations/{cid}/callbacks", json=bad_phone, headers=auth).status_code == 422
+    )
 
 
 def test_health_says_rasa_is_missing_while_serving(client: TestClient) -> None:

@@ -7,8 +7,7 @@ from gateway.conversation.models import Conversation, HandoffReason, Priority, S
 
 
 def conversation(status: Status, assignee: int | None = None) -> Conversation:
-    return Conversation(status=status.value, tier=Tier.BOT.value, priority=Priority.NORMAL.value,
-                        assignee_id=assignee)
+    return Conversation(status=status.value, tier=Tier.BOT.value, priority=Priority.NORMAL.value, assignee_id=assignee)
 
 
 def test_text_escalation_path() -> None:

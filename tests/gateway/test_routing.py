@@ -39,10 +39,13 @@ def test_still_broken_after_an_answer_is_feedback_not_the_same_answer_again() ->
 
 def test_complaint_question_goes_to_kb_but_angry_complaint_to_rasa() -> None:
     nlu = Nlu("complain", 0.9)
-    assert decide(text="上礼拜投诉的事到现在都没人回我", nlu=nlu, kb_tier="answer", kb_top="KB1408",
-                  state=NONE) is Route.KB
-    assert decide(text="太离谱了，我要再投诉一次！", nlu=nlu, kb_tier="answer", kb_top="KB1408",
-                  state=NONE) is Route.RASA
+    assert (
+        decide(text="上礼拜投诉的事到现在都没人回我", nlu=nlu, kb_tier="answer", kb_top="KB1408", state=NONE)
+        is Route.KB
+    )
+    assert (
+        decide(text="太离谱了，我要再投诉一次！", nlu=nlu, kb_tier="answer", kb_top="KB1408", state=NONE) is Route.RASA
+    )
 
 
 def test_anger_markers() -> None:

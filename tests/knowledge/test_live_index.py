@@ -44,16 +44,26 @@ def test_committed_edits_are_live_and_rollbacks_are_not(
     assert len(live.index) == 160  # every demo entry is published
 
     with demo_db() as s:
-        entry = factories.entry(s, id="NEW0001", title="星河卡能不能在火星上用？", similar=["火星漫游怎么收费"],
-                                answer="火星暂未开通漫游。", status="published")
+        entry = factories.entry(
+            s,
+            id="NEW0001",
+            title="星河卡能不能在火星上用？",
+            similar=["火星漫游怎么收费"],
+            answer="火星暂未开通漫游。",
+            status="published",
+        )
         s.commit()
     assert _top(live, "火星上手机能用吗") == "NEW0001"
 
     with demo_db() as s:
         entry = service.get_by_external_id(db_session=s, external_id="NEW0001")
         assert entry is not None
-        service.update(db_session=s, entry=entry, actor="a",
-                       entry_in=EntryUpdate(title="星河卡能不能在月球上用？", similar=["月球漫游怎么收费"]))
+        service.update(
+            db_session=s,
+            entry=entry,
+            actor="a",
+            entry_in=EntryUpdate(title="星河卡能不能在月球上用？", similar=["月球漫游怎么收费"]),
+        )
         s.rollback()
     assert _top(live, "月球漫游怎么收费") != "NEW0001"
 

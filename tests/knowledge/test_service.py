@@ -85,7 +85,9 @@ def test_publish_and_archive_queue_index_changes_until_commit(db_session: Sessio
     service.archive(db_session=db_session, entry=entry, actor="a")
     assert db_session.info[service.PENDING_KEY][entry.id] is None
     assert [a.action for a in service.get_audit(db_session=db_session, entry=entry)] == [
-        "create", "publish", "archive",
+        "create",
+        "publish",
+        "archive",
     ]
 
 
