@@ -14,6 +14,7 @@ PORT ?= 8000
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export RASA_TELEMETRY_ENABLED := false
+export KEFU_ACTIONS_URL ?= http://127.0.0.1:5055/webhook
 
 .PHONY: help run test lint bot bench clean
 
@@ -63,6 +64,9 @@ lint: $(VENV)/.installed
 
 # pytest exits 5 when it collected nothing: a suite that runs no test is a failure here, said plainly.
 test: $(VENV)/.installed-st bot lint
+	cd bot && ../$(RASA_VENV)/bin/rasa data validate --fail-on-warnings --quiet
+	cd bot && ../$(RASA_VENV)/bin/rasa test core --stories tests/test_stories.yml --model models/kefu.tar.gz \
+		--out ../var/rasa-test-results --fail-on-prediction-errors --quiet
 	@$(RASA_VENV)/bin/python -m pytest -q --confcutdir=tests/actions -p no:cacheprovider tests/actions; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: no action tests collected" >&2; exit 1; fi; [ $$rc -eq 0 ] || exit $$rc
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \

@@ -24,6 +24,7 @@ BOT = ROOT / "bot"
 RASA_BIN = ROOT / ".venv-rasa" / "bin" / "rasa"
 MODEL = BOT / "models" / "kefu.tar.gz"
 MODEL_HASH = BOT / "models" / "kefu.sha256"
+RUNTIME_ONLY = {"endpoints.yml", "endpoints.production.yml", "credentials.yml"}
 RASA_PORT = 5005
 ACTIONS_PORT = 5055
 
@@ -45,7 +46,8 @@ def bot_hash() -> str:
     digest = hashlib.sha256()
     for path in sorted(p for p in BOT.rglob("*") if p.is_file()):
         rel = path.relative_to(BOT)
-        if rel.parts[0] in ("models", ".rasa") or path.suffix == ".pyc":
+        # Endpoints and credentials are read at run time, not by training.
+        if rel.parts[0] in ("models", ".rasa") or path.suffix == ".pyc" or rel.name in RUNTIME_ONLY:
             continue
         digest.update(str(rel).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
@@ -110,37 +112,31 @@ class Rasa:
             return False
         logs = self.var_dir / "log"
         logs.mkdir(parents=True, exist_ok=True)
-        env = rasa_env({"KEFU_GATEWAY_URL": self.gateway_url, "KEFU_INTERNAL_TOKEN": self.token})
+        env = rasa_env(
+            {
+                "KEFU_GATEWAY_URL": self.gateway_url,
+                "KEFU_INTERNAL_TOKEN": self.token,
+                # bot/endpoints.yml reads the action server's address from here.
+                "KEFU_ACTIONS_URL": f"http://127.0.0.1:{self.actions_port}/webhook",
+            }
+        )
         self._spawn(
-            [str(RASA_BIN), "run", "actions", "--actions", "actions", "-p", str(ACTIONS_PORT)],
+            [str(RASA_BIN), "run", "actions", "--actions", "actions", "-p", str(self.actions_port)],
             cwd=ROOT,
             env=env,
             log_path=logs / "actions.log",
         )
         self._spawn(
-            [
-                str(RASA_BIN),
-                "run",
-                "--enable-api",
-                "-i",
-                "127.0.0.1",
-                "-p",
-                str(RASA_PORT),
-                "--model",
-                str(MODEL),
-                "--endpoints",
-                "endpoints.yml",
-                "--credentials",
-                "credentials.yml",
-            ],
+            [str(RASA_BIN), "run", "--enable-api", "-i", "127.0.0.1", "-p", str(self.rasa_port),
+             "--model", str(MODEL), "--endpoints", "endpoints.yml", "--credentials", "credentials.yml"],
             cwd=BOT,
             env=env,
             log_path=logs / "rasa.log",
         )
         log.info(
             "Rasa starting on 127.0.0.1:%d (model loads in about a minute), actions on 127.0.0.1:%d; logs in %s",
-            RASA_PORT,
-            ACTIONS_PORT,
+            self.rasa_port,
+            self.actions_port,
             logs,
         )
         return True

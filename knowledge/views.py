@@ -1,5 +1,6 @@
 """Customer-facing knowledge search. Agent and admin views live behind authentication (consoles)."""
 
+import re
 import threading
 from typing import Annotated
 
@@ -50,7 +51,12 @@ def search_post(live: Index, db_session: DbSession, body: SearchRequest) -> Cust
     return _customer_search(live, db_session, body.q)
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 def _customer_search(live: LiveIndex, db_session: DbSession, q: str) -> CustomerSearchResult:
+    if not _CONTROL.sub("", q).strip():
+        raise HTTPException(status_code=422, detail="the query is empty")
     try:
         outcome = service.search(index=live.index, query=q, audience="customer")
     except ValueError as exc:

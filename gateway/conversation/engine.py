@@ -264,42 +264,41 @@ class ConversationEngine:
                 rasa_up = False
         else:
             nlu = _fallback_nlu(text)
-        kb = await kb_task
-        top = kb.hits[0].external_id if kb and kb.hits else None
-        tier = kb.tier if kb else "none"
+        alone, follow_up = await kb_task
         route = routing.decide(
             text=text,
             nlu=nlu,
-            kb_tier=tier,
-            kb_top=top,
+            kb_tier=alone.tier if alone else "none",
+            kb_top=alone.hits[0].external_id if alone and alone.hits else None,
+            follow_up_tier=follow_up.tier if follow_up else None,
             state=state,
             command_min=self._settings.command_min_confidence,
         )
+        kb = _prefer(alone, follow_up, text)
         if route is routing.Route.KB and kb is not None:
             return await self._kb_outcome(kb, text)
         if rasa_up:
             return await self._via_rasa(begun, text, kb)
         return self._degraded(begun, nlu)
 
-    async def _search(self, text: str, begun: Begun) -> SearchOutcome | None:
+    async def _search(self, text: str, begun: Begun) -> tuple[SearchOutcome | None, SearchOutcome | None]:
+        """The question alone, and (for a short follow-up) read in the light of the previous answer."""
         live = self._index()
         if live is None:
-            return None
+            return None, None
         try:
             alone = await run_in_threadpool(kb_service.search, index=live.index, query=text, audience="customer")
         except ValueError:
-            return None
+            return None, None
         if not begun.last_kb_title or len(text) > FOLLOW_UP_MAX_CHARS:
-            return alone
+            return alone, None
         if alone.tier == "answer" and not _ELLIPTIC.search(text):
-            return alone
-        # A short follow-up is read in the light of the previous answer (那一天多少钱 after 港澳日套餐).
-        contextual = await run_in_threadpool(
+            return alone, None
+        # 那一天多少钱 after a 港澳日套餐 answer means the day pass: search with the previous question too.
+        follow_up = await run_in_threadpool(
             kb_service.search, index=live.index, query=f"{begun.last_kb_title} {text}", audience="customer"
         )
-        if contextual.tier == "answer" and (alone.tier != "answer" or _ELLIPTIC.search(text)):
-            return contextual
-        return alone
+        return alone, follow_up
 
     async def _kb_outcome(self, kb: SearchOutcome, text: str) -> Outcome:
         shown = kb.hits[:1] if kb.tier == "answer" else kb.hits
@@ -404,6 +403,15 @@ class ConversationEngine:
             offer = [ReplyOption(title=texts.HANDOFF_OFFER, payload="/request_human")]
             return Outcome(replies=[Reply(kind="clarify", text=texts.CLARIFY_OFFER_HUMAN, options=offer)], failure=True)
         return Outcome(replies=[Reply(kind="clarify", text=texts.CLARIFY)], failure=True)
+
+
+def _prefer(alone: SearchOutcome | None, follow_up: SearchOutcome | None, text: str) -> SearchOutcome | None:
+    """The follow-up reading wins when it answers and the question alone does not (or leans on context)."""
+    if follow_up is not None and follow_up.tier == "answer" and (
+        alone is None or alone.tier != "answer" or _ELLIPTIC.search(text)
+    ):
+        return follow_up
+    return alone
 
 
 def _reason(value: str) -> HandoffReason:

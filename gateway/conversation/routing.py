@@ -8,8 +8,12 @@ from typing import Any
 # Commands that always win over an FAQ answer when NLU is confident enough.
 ESCALATIONS = frozenset({"request_human", "request_voice"})
 SMALL_TALK = frozenset({"greet", "thank", "goodbye"})
+# Weather or flights, and messages with nothing to go on ("弄不了啊"): Rasa clarifies instead of
+# offering unrelated entries.
+OUT_OF_SCOPE = frozenset({"out_of_scope", "unclear"})
 DECISIONS = frozenset({"affirm", "deny", "notice_confirm", "notice_decline"})
 FEEDBACK = frozenset({"feedback_negative", "feedback_positive"})
+DIALOGUE = ESCALATIONS | SMALL_TALK | DECISIONS | FEEDBACK | OUT_OF_SCOPE | {"complain"}
 
 # "我要投诉" is a command; "上礼拜投诉的事…" is a question about a complaint, which the KB answers.
 _EXPLICIT_COMPLAINT = re.compile(
@@ -73,6 +77,7 @@ def decide(
     kb_tier: str,
     kb_top: str | None,
     state: DialogueState,
+    follow_up_tier: str | None = None,
     command_min: float = 0.5,
     small_talk_min: float = 0.6,
 ) -> Route:
@@ -92,6 +97,12 @@ def decide(
         return Route.RASA
     if nlu.intent in SMALL_TALK and nlu.confidence >= small_talk_min and kb_tier != "answer":
         return Route.RASA
+    if nlu.intent in OUT_OF_SCOPE and nlu.confidence >= small_talk_min and kb_tier != "answer":
+        return Route.RASA
     if kb_tier in ("answer", "suggest"):
+        return Route.KB
+    # A follow-up answer (read with the previous question) must not swallow "好的谢谢，拜拜".
+    dialogue = nlu.intent in DIALOGUE and nlu.confidence >= small_talk_min
+    if follow_up_tier == "answer" and not dialogue:
         return Route.KB
     return Route.RASA

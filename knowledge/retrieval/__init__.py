@@ -4,8 +4,9 @@ until an embedder, Normaliser or HybridIndex is constructed).
 Pipeline: :class:`Normaliser` (OpenCC Traditional->Simplified, NFKC, case folding, noise
 stripping, data units, synonym table) -> legs (BM25 over jieba words, character bigrams and
 fuzzy pinyin bigrams of every question string; BM25 over answers+tags; dense embeddings of every
-question string in FAISS) -> a fusion model learned at ``rebuild()`` from the KB's own
-paraphrases -> one calibrated confidence -> tier ``answer`` / ``suggest`` / ``none``.
+question string in FAISS; an entry classifier trained at ``rebuild()`` on the KB's questions and
+answer sentences; exact-match evidence) -> a fusion model learned at ``rebuild()`` from the KB's
+own paraphrases -> one calibrated confidence -> tier ``answer`` / ``suggest`` / ``none``.
 """
 
 from knowledge.retrieval.config import RetrievalConfig

@@ -12,17 +12,19 @@ class RetrievalConfig(BaseModel):
     probability (learned at ``rebuild()`` from the KB's own paraphrases, see ``fusion.py``) that
     the top hit is the right entry. Their defaults were chosen on the development query set
     (``dev_queries.jsonl``, customer queries, 160-entry demo KB) by sweeping the threshold in
-    steps of 0.05: ``answer_threshold`` = 0.55 is the lowest value with answer precision >= 0.95
-    and none-rejection >= 0.85 (0.952 / 0.917 there, self-service 0.33; 0.50 gave precision
-    0.94). ``suggest_threshold`` = 0.12: below it sat only out-of-scope chit-chat (0 of 2
-    queries had the right entry among 4 suggestions), while from 0.12 to 0.55 the right entry
-    was among the suggestions for 84 % of queries. Only these two numbers were chosen on dev
-    data; fusion weights and the calibration itself are learned from the KB at rebuild().
+    steps of 0.05 (then 0.02). With the entry-classifier leg the calibration is optimistic on
+    customer queries: precision climbs to 0.946 at 0.60 (self-service 0.36, none-rejection
+    0.92) and then stays on a 0.94-0.95 plateau up to 0.75 (a handful of confidently wrong
+    answers), reaching 1.0 only at 0.80 where self-service falls to 0.17. ``answer_threshold``
+    = 0.60 is the start of that plateau. ``suggest_threshold`` = 0.12: below it sat only
+    out-of-scope chit-chat (0 of 2 queries had the right entry among 4 suggestions). Only these
+    two numbers were chosen on dev data; fusion weights, the classifier and the calibration
+    itself are learned from the KB at rebuild().
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    answer_threshold: float = Field(default=0.55, ge=0.0, le=1.0)
+    answer_threshold: float = Field(default=0.60, ge=0.0, le=1.0)
     suggest_threshold: float = Field(default=0.12, ge=0.0, le=1.0)
     max_suggestions: int = Field(default=4, ge=2, le=10)
     # A suggestion list is padded to two entries but further entries must reach this confidence,
@@ -39,6 +41,10 @@ class RetrievalConfig(BaseModel):
     bm25_k1: float = Field(default=1.2, gt=0.0)
     bm25_b: float = Field(default=0.5, ge=0.0, le=1.0)
 
+    # Answer sentences embedded per entry for the dense answer leg; later sentences are mostly
+    # procedure detail, and each one costs an embedding at rebuild time.
+    answer_segments: int = Field(default=8, ge=1)
+
     # Per leg, this many best entries enter the candidate pool that the fusion model ranks.
     candidate_pool: int = Field(default=20, ge=3)
     # Number of string neighbours fetched from FAISS per query (before grouping by entry).
@@ -50,7 +56,7 @@ class RetrievalConfig(BaseModel):
     dense_pca_dim: int = Field(default=128, ge=16)
     dense_nlist: int = Field(default=0, ge=0, description="IVF lists; 0 = 4*sqrt(n)")
     dense_nprobe: int = Field(default=24, ge=1)
-    dense_train_sample: int = Field(default=100_000, ge=1000)
+    dense_train_sample: int = Field(default=50_000, ge=1000)
 
     # Self-supervised fusion training at rebuild(): at most this many leave-one-out queries,
     # of which this share are leave-one-entry-out negatives (the right outcome is "none").
@@ -58,12 +64,32 @@ class RetrievalConfig(BaseModel):
     train_negative_share: float = Field(default=0.3, ge=0.05, le=0.8)
     train_seed: int = 20240611
     train_l2: float = Field(default=1.0, ge=0.0)
-    # Share of training queries given a homophone typo or a dropped character.
     # Share of positive training queries whose own string stays indexed (exact-match regime).
     train_exact_share: float = Field(default=0.1, ge=0.0, le=1.0)
+    # Share of training queries given a homophone typo or a dropped character.
     train_typo_share: float = Field(default=0.3, ge=0.0, le=1.0)
     # Rank with a listwise (softmax over each query's candidates) model instead of pointwise LR.
     train_listwise: bool = True
+
+    # Entry classifier leg (see classifier.py), trained at rebuild() on the KB's own strings.
+    # Disabled above this many entries: its weights, training time and memory grow with
+    # entries x vocabulary, i.e. about quadratically (160 entries: +4 s of rebuild; 300: +26 s;
+    # 1000: +110 s and 1.7 GB peak).
+    classifier_max_classes: int = Field(default=200, ge=0)
+    # Training strings are sampled down to this many on large KBs to bound rebuild time.
+    classifier_max_examples: int = Field(default=20_000, ge=100)
+    # The fusion is trained on the classifier's output for strings it did not see: rows are split
+    # into this many folds and each fold is scored by a model fitted on the others.
+    classifier_folds: int = Field(default=3, ge=2, le=10)
+    classifier_l2: float = Field(default=1e-4, gt=0.0)
+    classifier_dense_scale: float = Field(default=1.0, gt=0.0)
+    classifier_max_iter: int = Field(default=30, ge=5)
+    # Character n-grams seen in fewer training strings are not features: a one-off n-gram is
+    # memorised rather than learned, and the weight matrix (and training time) shrinks ~3x.
+    classifier_min_df: int = Field(default=2, ge=1)
+    # Confidence given to the top hit when the query is, up to filler words, one entry's indexed
+    # title or paraphrase (and no other entry's): the operator wrote that string for that entry.
+    exact_match_confidence: float = Field(default=0.95, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _ordered(self) -> RetrievalConfig:

@@ -41,27 +41,35 @@ class DenseIndex:
         train_sample: int,
         seed: int,
     ) -> None:
+        """Build from vectors already in memory (small sets: centroids, tests)."""
         n = vectors.shape[0]
-        if n <= exact_max_vectors:
-            self.exact = True
-            self.index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
-        else:
-            self.exact = False
-            n_train = min(n, train_sample)
-            # k-means wants ~39 points per list and PCA at least as many points as dimensions.
-            lists = max(1, min(nlist or int(4 * math.sqrt(n)), n_train // 39))
-            reduced = max(1, min(pca_dim, self.dim, n_train))
-            # Re-normalising after PCA keeps inner product a cosine on the reduced vectors.
-            inner = faiss.index_factory(self.dim, f"PCA{reduced},L2norm,IVF{lists},SQ8", faiss.METRIC_INNER_PRODUCT)
+        sample = vectors
+        if n > train_sample:
             rng = np.random.default_rng(seed)
-            sample = vectors
-            if n > train_sample:
-                sample = vectors[np.sort(rng.choice(n, size=train_sample, replace=False))]
-            inner.train(np.ascontiguousarray(sample, dtype=np.float32))
-            faiss.extract_index_ivf(inner).nprobe = nprobe
-            self.index = faiss.IndexIDMap2(inner)
+            sample = vectors[np.sort(rng.choice(n, size=train_sample, replace=False))]
+        self.reset(n, sample, exact_max_vectors=exact_max_vectors, pca_dim=pca_dim, nlist=nlist, nprobe=nprobe)
         if n:
             self.add(ids, vectors)
+
+    def reset(
+        self, n_expected: int, sample: np.ndarray, *, exact_max_vectors: int, pca_dim: int, nlist: int, nprobe: int
+    ) -> None:
+        """Create an empty index sized for ``n_expected`` vectors; ``sample`` trains the
+        compressed kind (it is ignored by the exact one). Vectors are then added in chunks."""
+        if n_expected <= exact_max_vectors:
+            self.exact = True
+            self.index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+            return
+        self.exact = False
+        n_train = sample.shape[0]
+        # k-means wants ~39 points per list and PCA at least as many points as dimensions.
+        lists = max(1, min(nlist or int(4 * math.sqrt(n_expected)), n_train // 39))
+        reduced = max(1, min(pca_dim, self.dim, n_train))
+        # Re-normalising after PCA keeps inner product a cosine on the reduced vectors.
+        inner = faiss.index_factory(self.dim, f"PCA{reduced},L2norm,IVF{lists},SQ8", faiss.METRIC_INNER_PRODUCT)
+        inner.train(np.ascontiguousarray(sample, dtype=np.float32))
+        faiss.extract_index_ivf(inner).nprobe = nprobe
+        self.index = faiss.IndexIDMap2(inner)
 
     def set_nprobe(self, nprobe: int) -> None:
         if not self.exact:
@@ -91,9 +99,15 @@ class DenseIndex:
     @classmethod
     def load(cls, path: Path, dim: int) -> DenseIndex:
         loaded = faiss.read_index(str(path))
+        # read_index already returns the concrete class. Re-wrapping it with downcast_index would
+        # create a second proxy while the owning one is garbage-collected, freeing the index.
+        if not isinstance(loaded, faiss.IndexIDMap2):
+            raise ValueError(f"{path} does not hold an IndexIDMap2")
+        if loaded.d != dim:
+            raise ValueError(f"{path} holds {loaded.d}-d vectors, expected {dim}")
         dense = cls(dim)
-        dense.index = faiss.downcast_index(loaded)  # type: ignore[assignment]
-        dense.exact = isinstance(faiss.downcast_index(dense.index.index), faiss.IndexFlat)
+        dense.index = loaded
+        dense.exact = isinstance(faiss.downcast_index(loaded.index), faiss.IndexFlat)
         return dense
 
     def __len__(self) -> int:

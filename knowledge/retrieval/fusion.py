@@ -18,13 +18,14 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize
 
-LEGS: tuple[str, ...] = ("dense", "words", "chars", "pinyin", "answer", "answer_dense", "centroid")
+LEGS: tuple[str, ...] = ("dense", "words", "chars", "pinyin", "answer", "answer_dense", "centroid", "classifier")
 FEATURES: tuple[str, ...] = (
     *(f"{leg}_{kind}" for leg in LEGS for kind in ("score", "gap", "rr")),
     "coverage_words",
     "coverage_chars",
     "query_len",
     "unknown_share",
+    "exact_match",
 )
 CALIBRATION_FEATURES: tuple[str, ...] = (
     "logit",
@@ -33,6 +34,8 @@ CALIBRATION_FEATURES: tuple[str, ...] = (
     "centroid_score",
     "coverage_words",
     "coverage_chars",
+    "classifier_score",
+    "exact_match",
 )
 
 
@@ -127,17 +130,19 @@ class Logistic:
 
 def _prior_ranker() -> Logistic:
     # Used only before the first rebuild() has anything to learn from (e.g. an empty index):
-    # a plain average of the normalised leg scores plus coverage.
+    # a plain average of the normalised leg scores plus coverage; an indexed string typed
+    # verbatim wins outright.
     weights = np.zeros(len(FEATURES))
     for index, name in enumerate(FEATURES):
         if name.endswith("_score") or name.startswith("coverage"):
             weights[index] = 1.0
+    weights[FEATURES.index("exact_match")] = 5.0
     return Logistic(np.zeros(len(FEATURES)), np.ones(len(FEATURES)), weights, -3.0)
 
 
 def _prior_calibrator() -> Logistic:
     size = len(CALIBRATION_FEATURES)
-    return Logistic(np.zeros(size), np.ones(size), np.array([1.0, 1.0, 0.5, 0, 0, 0]), 0.0)
+    return Logistic(np.zeros(size), np.ones(size), np.array([1.0, 1.0, 0.5, 0, 0, 0, 0, 2.0]), 0.0)
 
 
 @dataclass

@@ -8,7 +8,7 @@ import json
 import math
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from knowledge.retrieval.classifier import EntryClassifier, char_grams, train_classifier
 from knowledge.retrieval.config import RetrievalConfig
 from knowledge.retrieval.dense import DenseIndex
 from knowledge.retrieval.embedders import Embedder
@@ -30,12 +31,27 @@ from knowledge.retrieval.fusion import (
 from knowledge.retrieval.lexical import STOPWORDS, SparseBM25, Tokeniser
 from knowledge.retrieval.normalise import Normaliser
 
-_FORMAT = 1
-# Answers beyond this many sentences are mostly procedure detail; the first ones state the topic.
-MAX_SEGMENTS = 8
+_FORMAT = 2
+
+# Strings encoded per batch during rebuild: bounds the memory of the streamed dense build.
+_EMBED_CHUNK = 4096
 _SENTENCE = re.compile(r"[。；;！!？?\n]|(?:^|[：:，,\s])\d[.、]")
 _QUOTED = re.compile(r"[\"“「『]([^\"”」』]{2,12})[\"”」』]")
 _FEATURE_INDEX = {name: index for index, name in enumerate(FEATURES)}
+# Politeness and particles around a question do not change which entry it asks for, so a query
+# that is an indexed string up to these still counts as an exact match.
+_LEADING_FILLER = re.compile(
+    r"^(?:你好|您好|请问一下|请问|我想问一下|我想问下|想问一下|问一下|问下|麻烦问一下|麻烦问下|麻烦|那个|"
+    r"我想知道|想知道|帮我看看|帮我看下|帮我查一下|帮我查下)+"
+)
+_TRAILING_FILLER = re.compile(r"(?:[吗呢啊呀吧哦嘛啦哈么]|谢谢)+$")
+
+
+def skeleton(text: str) -> str:
+    """Key of the exact-match evidence: normalised text without spaces and filler words."""
+    compact = text.replace(" ", "")
+    stripped = _TRAILING_FILLER.sub("", _LEADING_FILLER.sub("", compact))
+    return stripped or compact
 
 
 def _timestamp(value: datetime | None, default: float) -> float:
@@ -123,13 +139,16 @@ def _corrupt(text: str, homophones: dict[str, list[str]], rng: np.random.Generat
     return text[:index] + text[index + 1 :]
 
 
+def _normalise_rows(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return np.ascontiguousarray(vectors / norms, dtype=np.float32)
+
+
 def _centroids(groups: Sequence[np.ndarray]) -> np.ndarray:
     if not groups:
         return np.zeros((0, 0), dtype=np.float32)
-    means = np.vstack([group.mean(axis=0) for group in groups]).astype(np.float32)
-    norms = np.linalg.norm(means, axis=1, keepdims=True)
-    norms[norms == 0] = 1.0
-    return means / norms
+    return _normalise_rows(np.vstack([group.mean(axis=0) for group in groups]).astype(np.float32))
 
 
 def _group_max(n_slots: int, ids: np.ndarray, scores: np.ndarray, alive: np.ndarray, slot_of: np.ndarray) -> np.ndarray:
@@ -176,6 +195,7 @@ class _State:
 
     def __init__(self, config: RetrievalConfig, dim: int, normaliser: Normaliser) -> None:
         self.normaliser = normaliser
+        self.max_segments = config.answer_segments
         self.tokeniser = Tokeniser()
         self.entries: dict[int, IndexedEntry] = {}
         self.slot_of: dict[int, int] = {}
@@ -200,10 +220,16 @@ class _State:
         self.dense = DenseIndex(dim)
         # Dense answer leg: one vector per answer sentence, ids are "segment rows".
         self.segment_dense = DenseIndex(dim)
-        # Centroid leg: the normalised mean of an entry's question vectors, one vector per slot;
-        # a prototype of the entry that is less swayed by one oddly similar paraphrase.
+        # Centroid leg: the normalised mean of an entry's question vectors, keyed by the entry's
+        # first question row (rows are persisted, slots are not); a prototype of the entry that
+        # is less swayed by one oddly similar paraphrase.
         self.centroid_dense = DenseIndex(dim)
         self.segments_of: dict[int, list[int]] = {}
+        # skeleton(text) -> question rows with that text: exact-match evidence.
+        self.skeleton_rows: dict[str, set[int]] = {}
+        self.classifier: EntryClassifier | None = None
+        # Slot of each classifier class (-1: entry gone).
+        self.class_slots = np.zeros(0, dtype=np.int64)
         self.segment_slot = np.zeros(0, dtype=np.int32)
         self.segment_alive = np.zeros(0, dtype=bool)
         self.segment_text: list[str] = []
@@ -245,7 +271,7 @@ class _State:
         return _Prepared(
             entry=entry,
             texts=texts,
-            segments=segments[:MAX_SEGMENTS] or [answer_norm[:200] or texts[0]],
+            segments=segments[: self.max_segments] or [answer_norm[:200] or texts[0]],
             words=[self.tokeniser.words(text) for text in texts],
             chars=[self.tokeniser.char_ngrams(text) for text in texts],
             pinyin=[self.tokeniser.pinyin_ngrams(text) for text in texts],
@@ -283,6 +309,7 @@ class _State:
             self.row_slot[row] = slot
             self.row_alive[row] = True
             self.row_text[row] = text
+            self.skeleton_rows.setdefault(skeleton(text), set()).add(row)
         return rows
 
     def _new_segments(self, slot: int, texts: list[str], rows: list[int] | None) -> list[int]:
@@ -301,18 +328,14 @@ class _State:
 
     def add_bulk(
         self,
-        prepared: Sequence[_Prepared],
+        prepared: Iterable[_Prepared],
         rows: Sequence[list[int]] | None,
         segment_rows: Sequence[list[int]] | None,
         avgdl: dict[str, float] | None = None,
     ) -> None:
-        """Initial load of many entries: the lexical legs are built as one segment each."""
-        all_rows: list[int] = []
-        words: list[list[str]] = []
-        chars: list[list[str]] = []
-        pinyin: list[list[str]] = []
-        slots: list[int] = []
-        answers: list[list[str]] = []
+        """Initial load of many entries, consumed one at a time: tokens go straight into the
+        lexical legs' integer builders, so a 100k-entry build never holds all token lists."""
+        builders = {name: leg.builder() for name, leg in self.lexical_legs().items()}
         for index, item in enumerate(prepared):
             slot = self._new_slot(item.entry)
             entry_rows = self._new_rows(slot, item.texts, None if rows is None else rows[index])
@@ -320,17 +343,14 @@ class _State:
             self.segments_of[item.entry.id] = self._new_segments(
                 slot, item.segments, None if segment_rows is None else segment_rows[index]
             )
-            all_rows.extend(entry_rows)
-            words.extend(item.words)
-            chars.extend(item.chars)
-            pinyin.extend(item.pinyin)
-            slots.append(slot)
-            answers.append(item.answer_words)
+            for row, words, chars, pinyin in zip(entry_rows, item.words, item.chars, item.pinyin, strict=True):
+                builders["words"].add(row, words)
+                builders["chars"].add(row, chars)
+                builders["pinyin"].add(row, pinyin)
+            builders["answer"].add(slot, item.answer_words)
         saved = avgdl or {}
-        self.words.build(all_rows, words, saved.get("words"))
-        self.chars.build(all_rows, chars, saved.get("chars"))
-        self.pinyin.build(all_rows, pinyin, saved.get("pinyin"))
-        self.answer.build(slots, answers, saved.get("answer"))
+        for name, builder in builders.items():
+            builder.finish(saved.get(name))
 
     def lexical_legs(self) -> dict[str, SparseBM25]:
         return {"words": self.words, "chars": self.chars, "pinyin": self.pinyin, "answer": self.answer}
@@ -348,8 +368,33 @@ class _State:
         assert item.vectors is not None and item.segment_vectors is not None
         self.dense.add(np.asarray(rows, dtype=np.int64), item.vectors)
         self.segment_dense.add(np.asarray(segments, dtype=np.int64), item.segment_vectors)
-        self.centroid_dense.add(np.array([slot], dtype=np.int64), _centroids([item.vectors]))
+        self.centroid_dense.add(np.array([rows[0]], dtype=np.int64), _centroids([item.vectors]))
+        if self.classifier is not None:
+            self.classifier.imprint(item.entry.id, [char_grams(text) for text in item.texts], item.vectors)
+            self.refresh_classes()
         return rows
+
+    def refresh_classes(self) -> None:
+        if self.classifier is None:
+            self.class_slots = np.zeros(0, dtype=np.int64)
+            return
+        self.class_slots = np.array(
+            [self.slot_of.get(int(entry_id), -1) for entry_id in self.classifier.classes], dtype=np.int64
+        )
+
+    def slot_logits(self, model: EntryClassifier | None, texts: Sequence[str], vectors: np.ndarray) -> np.ndarray:
+        """Classifier scores per slot, one row per query; -inf for entries the model lacks."""
+        out = np.full((len(texts), self.n_slots), -np.inf)
+        if model is None or model.classes.shape[0] == 0:
+            return out
+        logits = model.logits([char_grams(text) for text in texts], vectors)
+        if model is self.classifier and self.class_slots.shape[0] == model.classes.shape[0]:
+            slots = self.class_slots
+        else:
+            slots = np.array([self.slot_of.get(int(entry_id), -1) for entry_id in model.classes], dtype=np.int64)
+        known = slots >= 0
+        out[:, slots[known]] = logits[:, known]
+        return out
 
     def remove(self, entry_id: int) -> bool:
         slot = self.slot_of.pop(entry_id, None)
@@ -360,6 +405,11 @@ class _State:
         del self.digests[entry_id]
         self.slot_alive[slot] = False
         self.row_alive[rows] = False
+        for row in rows:
+            self.skeleton_rows.get(skeleton(self.row_text[row]), set()).discard(row)
+        if self.classifier is not None:
+            self.classifier.drop(entry_id)
+            self.refresh_classes()
         for leg in (self.words, self.chars, self.pinyin):
             leg.remove(rows)
         self.answer.remove([slot])
@@ -367,7 +417,7 @@ class _State:
         segments = self.segments_of.pop(entry_id)
         self.segment_alive[segments] = False
         self.segment_dense.remove(np.asarray(segments, dtype=np.int64))
-        self.centroid_dense.remove(np.array([slot], dtype=np.int64))
+        self.centroid_dense.remove(np.array([rows[0]], dtype=np.int64))
         return True
 
 
@@ -454,40 +504,113 @@ class HybridIndex:
             state.restore_vocabulary(saved["user_words"], saved["pinyin_words"])
         else:
             state.vocabulary(entries)
-        prepared = [state.prepare(entry) for entry in entries]
-        state.add_bulk(prepared, rows, segment_rows, None if saved is None else saved["avgdl"])
+        state.add_bulk(
+            (state.prepare(entry) for entry in entries), rows, segment_rows, None if saved is None else saved["avgdl"]
+        )
         if dense is not None:
             state.dense, state.segment_dense, state.centroid_dense = dense
             return state
+        self._embed_state(state)
+        return state
+
+    def _embed_state(self, state: _State) -> None:
+        """Encode every question string and answer sentence into the FAISS indexes in chunks,
+        in a random order so the first ``dense_train_sample`` vectors are a fair training sample
+        for the compressed index kind. Peak memory stays at one chunk plus the training sample
+        plus per-entry centroid sums (float16), instead of all vectors at once."""
         cfg = self._config
         options: dict[str, int] = {
             "exact_max_vectors": cfg.dense_exact_max_vectors,
             "pca_dim": cfg.dense_pca_dim,
             "nlist": cfg.dense_nlist,
             "nprobe": cfg.dense_nprobe,
-            "train_sample": cfg.dense_train_sample,
-            "seed": cfg.train_seed,
         }
-        vectors = self._embedder.encode(state.row_text[: state.n_rows])
-        state.dense.build(np.arange(state.n_rows, dtype=np.int64), vectors, **options)
-        segment_vectors = self._embedder.encode(state.segment_text[: state.n_segments])
-        state.segment_dense.build(np.arange(state.n_segments, dtype=np.int64), segment_vectors, **options)
-        slots = sorted(state.slot_of.values())
-        by_slot = {state.slot_of[eid]: rows for eid, rows in state.rows_of.items()}
+        rng = np.random.default_rng(cfg.train_seed)
+        plan = self._plan_training(state, rng)
+        state.train_plan = plan  # type: ignore[attr-defined]
+        wanted = {row for row, _ in plan}
+        if self._classifier_enabled(state):
+            # The classifier learns from (a sample of) all question strings.
+            rows = np.arange(state.n_rows)
+            if rows.shape[0] > cfg.classifier_max_examples:
+                rows = np.sort(rng.choice(rows, size=cfg.classifier_max_examples, replace=False))
+            wanted.update(int(row) for row in rows)
+            state.classifier_rows = rows  # type: ignore[attr-defined]
+        kept: dict[int, np.ndarray] = {}
+        sums = np.zeros((state.n_slots, self._embedder.dim), dtype=np.float16)
+
+        def on_questions(ids: np.ndarray, vectors: np.ndarray) -> None:
+            slots = state.row_slot[ids]
+            np.add.at(sums, slots, vectors.astype(np.float16))
+            for index, row in enumerate(ids):
+                if int(row) in wanted:
+                    kept[int(row)] = vectors[index].copy()
+
+        self._stream(state.dense, state.row_text, state.n_rows, rng, options, on_questions)
+        kept_segments: dict[int, np.ndarray] = {}
+        on_segments = None
+        if self._classifier_enabled(state):
+            segment_rows = np.arange(state.n_segments)
+            if segment_rows.shape[0] > cfg.classifier_max_examples:
+                segment_rows = np.sort(rng.choice(segment_rows, size=cfg.classifier_max_examples, replace=False))
+            wanted_segments = {int(row) for row in segment_rows}
+
+            def on_segments(ids: np.ndarray, vectors: np.ndarray) -> None:
+                for index, row in enumerate(ids):
+                    if int(row) in wanted_segments:
+                        kept_segments[int(row)] = vectors[index].copy()
+
+        self._stream(state.segment_dense, state.segment_text, state.n_segments, rng, options, on_segments)
+        state.classifier_segments = kept_segments  # type: ignore[attr-defined]
+        slots = np.array(sorted(state.slot_of.values()), dtype=np.int64)
+        centroids = _normalise_rows(sums[slots].astype(np.float32))
+        first_rows = np.array([state.rows_of[int(state.slot_id[slot])][0] for slot in slots], dtype=np.int64)
         state.centroid_dense.build(
-            np.asarray(slots, dtype=np.int64),
-            _centroids([vectors[by_slot[slot]] for slot in slots]),
-            **options,
+            first_rows, centroids, train_sample=cfg.dense_train_sample, seed=cfg.train_seed, **options
         )
-        state.train_vectors = vectors  # type: ignore[attr-defined]
-        return state
+        state.train_vectors = kept  # type: ignore[attr-defined]
+        state.train_sums = sums  # type: ignore[attr-defined]
+
+    def _stream(
+        self,
+        dense: DenseIndex,
+        texts: list[str],
+        n: int,
+        rng: np.random.Generator,
+        options: dict[str, int],
+        callback: Callable[[np.ndarray, np.ndarray], None] | None,
+    ) -> None:
+        order = rng.permutation(n).astype(np.int64)
+        sample_size = min(n, self._config.dense_train_sample)
+        chunk = _EMBED_CHUNK
+        first = self._embedder.encode([texts[row] for row in order[:sample_size]]) if n else np.zeros((0, dense.dim))
+        dense.reset(n, first, **options)
+        pending = [(order[:sample_size], first)]
+        for start in range(sample_size, n, chunk):
+            ids = order[start : start + chunk]
+            pending.append((ids, self._embedder.encode([texts[row] for row in ids])))
+            self._flush(dense, pending, callback)
+        self._flush(dense, pending, callback)
+
+    @staticmethod
+    def _flush(
+        dense: DenseIndex,
+        pending: list[tuple[np.ndarray, np.ndarray]],
+        callback: Callable[[np.ndarray, np.ndarray], None] | None,
+    ) -> None:
+        for ids, vectors in pending:
+            if ids.shape[0]:
+                dense.add(ids, vectors)
+                if callback is not None:
+                    callback(ids, vectors)
+        pending.clear()
 
     def upsert(self, entry: IndexedEntry) -> None:
         """Add or replace one entry; searchable as soon as this returns (no rebuild, ~10 ms)."""
         with self._write_lock:
             state = self._state
             with self._lock:
-                state.tokeniser.add_words([w for w in (state.normaliser.normalise(tag) for tag in entry.tags) if w])
+                state.vocabulary([entry])
                 prepared = state.prepare(entry)
             # Embedding is the slow part; searches keep running meanwhile.
             vectors = self._embedder.encode([*prepared.texts, *prepared.segments])
@@ -529,6 +652,7 @@ class HybridIndex:
         eligible: np.ndarray,
         masked_centroid: tuple[int, float] | None = None,
         exclude_rows: Sequence[int] = (),
+        class_logits: np.ndarray | None = None,
     ) -> _Candidates:
         cfg = self._config
         n_slots = state.n_slots
@@ -563,12 +687,30 @@ class HybridIndex:
             state.segment_alive[: state.n_segments],
             state.segment_slot,
         )
-        identity = np.arange(n_slots, dtype=np.int32)
-        legs["centroid"] = _group_max(n_slots, centroid_ids, centroid_scores, state.slot_alive[:n_slots], identity)
+        legs["centroid"] = _group_max(
+            n_slots, centroid_ids, centroid_scores, state.row_alive[: state.n_rows], state.row_slot
+        )
         if masked_centroid is not None:
             # Training: the entry's centroid without the masked paraphrase.
             slot, value = masked_centroid
             legs["centroid"][slot] = value
+        legs["classifier"] = np.zeros(n_slots, dtype=np.float32)
+        if class_logits is not None:
+            # Softmax over the entries the caller may see: an entry hidden from this audience
+            # (or masked in training) must not soak up probability.
+            known = eligible & np.isfinite(class_logits)
+            if known.any():
+                values = class_logits[known]
+                exp = np.exp(values - values.max())
+                # Log-probability, mapped to 0..1 (0 at p <= e^-10): the softmax's own scale,
+                # where the probability itself crushes everything but the top entry to ~0 and
+                # the fusion cannot tell a close second from a hopeless one.
+                legs["classifier"][known] = np.maximum(0.0, 1.0 + np.log(exp / exp.sum() + 1e-12) / 10.0)
+        exact = np.zeros(n_slots, dtype=bool)
+        for row in state.skeleton_rows.get(skeleton(text), ()):
+            if row_alive[row]:
+                exact[state.row_slot[row]] = True
+        exact &= eligible
 
         pool: set[int] = set()
         for name in LEGS:
@@ -580,7 +722,10 @@ class HybridIndex:
             if take:
                 top = np.argpartition(-values, take - 1)[:take]
                 pool.update(int(slot) for slot in top)
-        slots = np.array(sorted(pool), dtype=np.int64)
+        pool.update(int(slot) for slot in np.flatnonzero(exact))
+        # Order by entry id, not slot: slots differ between a live index and its reloaded copy,
+        # and rank features break ties by position.
+        slots = np.array(sorted(pool, key=lambda slot: int(state.slot_id[slot])), dtype=np.int64)
         n = slots.shape[0]
         features = np.zeros((n, len(FEATURES)), dtype=np.float64)
         legs_first = np.zeros(n, dtype=np.float64)
@@ -591,11 +736,12 @@ class HybridIndex:
         for name in LEGS:
             values = legs[name][slots].astype(np.float64)
             picked[name] = values
-            order = np.argsort(-values, kind="stable")
-            ranks = np.empty(n, dtype=np.float64)
-            ranks[order] = np.arange(n)
-            best = values[order[0]]
-            second = values[order[1]] if n > 1 else values[order[0]] - 1.0
+            # Competition ranking (equal values share a rank, and a shared first place has no
+            # margin): otherwise equal candidates would differ by their position in the pool.
+            descending = -np.sort(-values)
+            ranks = np.searchsorted(-descending, -values, side="left").astype(np.float64)
+            best = descending[0]
+            second = descending[1] if n > 1 else best - 1.0
             gap = np.where(ranks == 0, best - second, values - best)
             features[:, _FEATURE_INDEX[f"{name}_score"]] = values
             features[:, _FEATURE_INDEX[f"{name}_gap"]] = gap
@@ -612,8 +758,9 @@ class HybridIndex:
             state, state.chars, bigrams, slots, row_alive, with_answer=False
         )
         features[:, _FEATURE_INDEX["query_len"]] = math.log1p(len(text))
+        features[:, _FEATURE_INDEX["exact_match"]] = exact[slots]
         if content:
-            unknown = sum(1 for word in content if word not in state.words.vocab and word not in state.answer.vocab)
+            unknown = sum(1 for word in content if not state.words.has_live(word) and not state.answer.has_live(word))
             features[:, _FEATURE_INDEX["unknown_share"]] = unknown / len(content)
         return _Candidates(slots, features, legs_first, picked)
 
@@ -663,6 +810,85 @@ class HybridIndex:
 
     # ------------------------------------------------------------------ training
 
+    def _classifier_enabled(self, state: _State) -> bool:
+        return 3 <= state.n_slots <= self._config.classifier_max_classes
+
+    def _fit_classifiers(
+        self, state: _State, kept: dict[int, np.ndarray]
+    ) -> tuple[EntryClassifier | None, list[EntryClassifier], dict[int, int]]:
+        """The classifier served at search time, plus cross-fitted fold models: the fusion must
+        learn from the classifier's output on strings it was not trained on, or it would trust
+        the classifier as much as a memorised training string deserves.
+
+        Folds are assigned round-robin within each entry so that every fold model still knows
+        every entry with two or more strings."""
+        cfg = self._config
+        rows = state.__dict__.pop("classifier_rows", None)
+        segments: dict[int, np.ndarray] = state.__dict__.pop("classifier_segments", {})
+        if rows is None or not self._classifier_enabled(state):
+            return None, [], {}
+        rows = np.asarray([row for row in rows if int(row) in kept], dtype=np.int64)
+        terms = [char_grams(state.row_text[row]) for row in rows]
+        vectors = np.vstack([kept[int(row)] for row in rows]).astype(np.float32)
+        labels = state.slot_id[state.row_slot[rows]]
+        # Answer sentences are extra examples of their entry in every model: customers describe
+        # their situation in the answer's words (a product name, a symptom) more often than in
+        # the words of the KB's paraphrases.
+        segment_ids = np.array(sorted(segments), dtype=np.int64)
+        segment_terms = [char_grams(state.segment_text[row]) for row in segment_ids]
+        segment_vectors = (
+            np.vstack([segments[int(row)] for row in segment_ids]).astype(np.float32)
+            if segment_ids.shape[0]
+            else np.zeros((0, vectors.shape[1]), dtype=np.float32)
+        )
+        segment_labels = state.slot_id[state.segment_slot[segment_ids]]
+        options: dict[str, Any] = {
+            "l2": cfg.classifier_l2,
+            "dense_scale": cfg.classifier_dense_scale,
+            "max_iter": cfg.classifier_max_iter,
+            "min_df": cfg.classifier_min_df,
+        }
+
+        def fit(train: np.ndarray) -> EntryClassifier:
+            return train_classifier(
+                [terms[i] for i in train] + segment_terms,
+                np.vstack([vectors[train], segment_vectors]),
+                np.concatenate([labels[train], segment_labels]),
+                **options,
+            )
+
+        full = fit(np.arange(rows.shape[0]))
+        rng = np.random.default_rng(cfg.train_seed + 2)
+        fold = np.zeros(rows.shape[0], dtype=np.int64)
+        by_entry: dict[int, list[int]] = {}
+        for position, label in enumerate(labels):
+            by_entry.setdefault(int(label), []).append(position)
+        for positions in by_entry.values():
+            offset = int(rng.integers(cfg.classifier_folds))
+            for order, position in enumerate(rng.permutation(positions)):
+                fold[position] = (offset + order) % cfg.classifier_folds
+        models: list[EntryClassifier] = []
+        for part in range(cfg.classifier_folds):
+            models.append(fit(np.flatnonzero(fold != part)))
+        return full, models, {int(row): int(part) for row, part in zip(rows, fold, strict=True)}
+
+    def _plan_training(self, state: _State, rng: np.random.Generator) -> list[tuple[int, bool]]:
+        """Pick the training queries (row, is_positive) deterministically, capped in number."""
+        cfg = self._config
+        rows_by_slot = {state.slot_of[eid]: rows for eid, rows in state.rows_of.items()}
+        positives = [row for rows in rows_by_slot.values() if len(rows) >= 2 for row in rows]
+        negatives = [row for rows in rows_by_slot.values() for row in rows]
+        if len(rows_by_slot) < 3 or not positives:
+            return []
+        n_negative = round(cfg.train_max_queries * cfg.train_negative_share)
+        n_positive = cfg.train_max_queries - n_negative
+        pos = rng.choice(positives, size=min(n_positive, len(positives)), replace=False)
+        # Keep the natural balance on small KBs: about one negative per entry is plenty.
+        share = cfg.train_negative_share
+        n_negative = min(n_negative, len(rows_by_slot), max(1, int(len(pos) * share / (1 - share))))
+        neg = rng.choice(negatives, size=min(n_negative, len(negatives)), replace=False)
+        return [(int(row), True) for row in pos] + [(int(row), False) for row in neg]
+
     def _train(self, state: _State) -> None:
         """Fit the fusion ranker and calibrator on queries made from the KB itself.
 
@@ -672,27 +898,22 @@ class HybridIndex:
         teaches the calibrator what a near miss from a sibling entry looks like.
         """
         cfg = self._config
-        vectors: np.ndarray | None = getattr(state, "train_vectors", None)
-        if hasattr(state, "train_vectors"):
-            del state.train_vectors  # type: ignore[attr-defined]
+        kept: dict[int, np.ndarray] = getattr(state, "train_vectors", {})
+        sums: np.ndarray | None = getattr(state, "train_sums", None)
+        queries: list[tuple[int, bool]] = getattr(state, "train_plan", [])
+        for name in ("train_vectors", "train_sums", "train_plan"):
+            if hasattr(state, name):
+                delattr(state, name)
         rows_by_slot = {state.slot_of[eid]: rows for eid, rows in state.rows_of.items()}
-        positives = [row for rows in rows_by_slot.values() if len(rows) >= 2 for row in rows]
-        negatives = [row for rows in rows_by_slot.values() for row in rows]
-        if len(rows_by_slot) < 3 or not positives:
+        state.classifier, fold_models, fold_of = self._fit_classifiers(state, kept)
+        state.refresh_classes()
+        if not queries or sums is None:
             state.fusion = FusionModel()
             return
-        rng = np.random.default_rng(cfg.train_seed)
-        n_negative = round(cfg.train_max_queries * cfg.train_negative_share)
-        n_positive = cfg.train_max_queries - n_negative
-        pos = rng.choice(positives, size=min(n_positive, len(positives)), replace=False)
-        # Keep the natural balance on small KBs: about one negative per entry is plenty.
-        share = cfg.train_negative_share
-        n_negative = min(n_negative, len(rows_by_slot), max(1, int(len(pos) * share / (1 - share))))
-        neg = rng.choice(negatives, size=min(n_negative, len(negatives)), replace=False)
-        queries = [(int(row), True) for row in pos] + [(int(row), False) for row in neg]
+        rng = np.random.default_rng(cfg.train_seed + 1)
         query_rows = np.array([row for row, _ in queries], dtype=np.int64)
         texts = [state.row_text[row] for row in query_rows]
-        query_vectors = self._embedder.encode(texts) if vectors is None else vectors[query_rows].copy()
+        query_vectors = np.vstack([kept[int(row)] for row in query_rows]).astype(np.float32)
         # KB paraphrases are clean, so without noise the model never sees a query where the
         # pinyin leg matches but the character legs do not. Corrupt a share of the training
         # queries the way customers type: a homophone typo or a dropped character.
@@ -706,15 +927,29 @@ class HybridIndex:
             query_vectors[noisy] = self._embedder.encode([texts[index] for index in noisy])
         longest = max(len(rows) for rows in rows_by_slot.values())
         found = self._dense_search(state, query_vectors, extra=longest)
+        # Customers often type the standard question itself; a share of positives keeps its own
+        # string indexed so that exact matches are not outside what the model has seen.
+        exact = rng.random(len(queries)) < cfg.train_exact_share
+        class_logits = np.full((len(queries), state.n_slots), -np.inf)
+        if state.classifier is not None:
+            # Exact-regime queries see the served model (it was trained on their string); the
+            # rest see the fold model that never saw it.
+            model_of = [
+                -1 if positive and exact[index] else fold_of.get(row, -1)
+                for index, (row, positive) in enumerate(queries)
+            ]
+            for part in sorted(set(model_of)):
+                members = [index for index, value in enumerate(model_of) if value == part]
+                model = state.classifier if part < 0 else fold_models[part]
+                class_logits[members] = state.slot_logits(
+                    model, [texts[index] for index in members], query_vectors[members]
+                )
 
         everything = state.slot_alive[: state.n_slots].copy()
         blocks: list[np.ndarray] = []
         labels: list[np.ndarray] = []
         groups: list[np.ndarray] = []
         firsts: list[np.ndarray] = []
-        # Customers often type the standard question itself; a share of positives keeps its own
-        # string indexed so that exact matches are not outside what the model has seen.
-        exact = rng.random(len(queries)) < cfg.train_exact_share
         for index, (row, positive) in enumerate(queries):
             slot = int(state.row_slot[row])
             masked_centroid = None
@@ -722,10 +957,11 @@ class HybridIndex:
                 eligible, masked = everything, []
             elif positive:
                 eligible, masked = everything, [row]
-                if vectors is not None:
-                    others = [r for r in rows_by_slot[slot] if r != row]
-                    centroid = _centroids([vectors[others]])[0]
-                    masked_centroid = (slot, float(centroid @ query_vectors[index]))
+                # The entry's centroid without the masked string (from the streamed sums).
+                rest = sums[slot].astype(np.float32) - kept[row]
+                norm = float(np.linalg.norm(rest))
+                if norm > 1e-6:
+                    masked_centroid = (slot, float(rest @ query_vectors[index]) / norm)
             else:
                 eligible = everything.copy()
                 eligible[slot] = False
@@ -737,6 +973,7 @@ class HybridIndex:
                 eligible=eligible,
                 exclude_rows=masked,
                 masked_centroid=masked_centroid,
+                class_logits=class_logits[index],
             )
             if candidates.slots.shape[0] == 0:
                 continue
@@ -764,7 +1001,11 @@ class HybridIndex:
         state.fusion = FusionModel(
             ranker,
             calibrator,
-            {"positives": len(pos), "negatives": len(neg), "rows": int(x.shape[0])},
+            {
+                "positives": sum(1 for _, positive in queries if positive),
+                "negatives": sum(1 for _, positive in queries if not positive),
+                "rows": int(x.shape[0]),
+            },
         )
 
     # ------------------------------------------------------------------ search
@@ -802,13 +1043,29 @@ class HybridIndex:
             state = self._state
             found = self._dense_search(state, vector)
             eligible = self._eligible(state, agent=audience == "agent", now=now)
-            candidates = self._candidates(state, text, *(part[0] for part in found), eligible=eligible)
+            class_logits = state.slot_logits(state.classifier, [text], vector)[0] if state.classifier else None
+            candidates = self._candidates(
+                state, text, *(part[0] for part in found), eligible=eligible, class_logits=class_logits
+            )
             if candidates.slots.shape[0] == 0:
                 return SearchOutcome("none", [], text)
             fusion = state.fusion
             logits = fusion.ranker.logit(candidates.features)
             confidence = fusion.calibrator.proba(calibration_inputs(logits, candidates.legs_first, candidates.features))
-            order = np.lexsort((-logits, -confidence))
+            exact = np.flatnonzero(candidates.features[:, _FEATURE_INDEX["exact_match"]] > 0)
+            if exact.shape[0] == 1:
+                # The operator wrote this very question for this entry (and for no other): that
+                # outranks anything the learned fusion makes of a string it may never have seen
+                # (an entry upserted after the last rebuild, with no paraphrases).
+                confidence[exact[0]] = max(float(confidence[exact[0]]), cfg.exact_match_confidence)
+                confidence[candidates.features[:, _FEATURE_INDEX["exact_match"]] == 0] = np.minimum(
+                    confidence[candidates.features[:, _FEATURE_INDEX["exact_match"]] == 0],
+                    float(confidence[exact[0]]) - 1e-6,
+                )
+            entry_ids = state.slot_id[candidates.slots]
+            # Entry id last: equal scores must not be ordered by slot or pool position, which
+            # differ between a live index and its saved-and-loaded copy.
+            order = np.lexsort((entry_ids, -logits, -confidence))
             hits = [
                 Hit(
                     entry_id=int(state.slot_id[candidates.slots[i]]),
@@ -817,6 +1074,7 @@ class HybridIndex:
                     legs={
                         **{name: round(float(candidates.legs[name][i]), 4) for name in LEGS},
                         "coverage": round(float(candidates.features[i, _FEATURE_INDEX["coverage_words"]]), 4),
+                        "exact": float(candidates.features[i, _FEATURE_INDEX["exact_match"]]),
                         "logit": round(float(logits[i]), 4),
                     },
                 )
@@ -866,6 +1124,12 @@ class HybridIndex:
             state.dense.save(directory / "dense.faiss")
             state.segment_dense.save(directory / "answers.faiss")
             state.centroid_dense.save(directory / "centroids.faiss")
+            classifier_path = directory / "classifier.npz"
+            if state.classifier is not None:
+                with classifier_path.open("wb") as handle:
+                    np.savez(handle, **state.classifier.to_arrays())  # type: ignore[arg-type]
+            elif classifier_path.exists():
+                classifier_path.unlink()
             (directory / "meta.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
 
     @classmethod
@@ -904,6 +1168,11 @@ class HybridIndex:
             saved={key: meta[key] for key in ("user_words", "pinyin_words", "avgdl")},
         )
         state.fusion = FusionModel.from_dict(meta["fusion"])
+        classifier_path = directory / "classifier.npz"
+        if classifier_path.exists():
+            with np.load(classifier_path, allow_pickle=False) as arrays:
+                state.classifier = EntryClassifier.from_arrays({key: arrays[key] for key in arrays.files})
+            state.refresh_classes()
         index._state = state
         if index.checksum != meta["checksum"]:
             raise ValueError(f"{directory}: checksum mismatch, the saved index is corrupt")

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import re
+import threading
+from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -24,6 +28,22 @@ _STOPWORD_TEXT = (
 STOPWORDS = frozenset(_STOPWORD_TEXT.split(" "))
 
 
+_TEMPLATE: list[Any] = []
+_TEMPLATE_LOCK = threading.Lock()
+
+
+def _jieba_template() -> Any:
+    with _TEMPLATE_LOCK:
+        if not _TEMPLATE:
+            import jieba
+
+            jieba.setLogLevel(logging.WARNING)
+            template = jieba.Tokenizer()
+            template.initialize()
+            _TEMPLATE.append(template)
+        return _TEMPLATE[0]
+
+
 class Tokeniser:
     """Word, character-bigram and pinyin-bigram analysers over normalised text.
 
@@ -32,13 +52,15 @@ class Tokeniser:
     """
 
     def __init__(self) -> None:
-        import logging
-
         import jieba
 
-        jieba.setLogLevel(logging.WARNING)
         self._jieba = jieba.Tokenizer()
-        self._jieba.initialize()
+        # Loading jieba's main dictionary takes ~0.7 s; copy it from one loaded template
+        # instead (~30 ms), so rebuilds and tests do not pay it again.
+        template = _jieba_template()
+        self._jieba.FREQ = dict(template.FREQ)
+        self._jieba.total = template.total
+        self._jieba.initialized = True
         self._user_words: set[str] = set()
         self._pinyin_cache: dict[str, str] = {}
 
@@ -151,54 +173,57 @@ class SparseBM25:
             grown[: self.alive.shape[0]] = self.alive
             self.alive = grown
 
-    def _segment(self, rows: Sequence[int], docs: Sequence[Sequence[str]]) -> _Segment:
-        row_index: list[int] = []
-        col_index: list[int] = []
-        for local, doc in enumerate(docs):
-            for term in doc:
-                col = self.vocab.get(term)
-                if col is None:
-                    col = len(self.vocab)
-                    self.vocab[term] = col
-                row_index.append(local)
-                col_index.append(col)
-        n_local = len(docs)
+    def _column(self, term: str) -> int:
+        col = self.vocab.get(term)
+        if col is None:
+            col = len(self.vocab)
+            self.vocab[term] = col
+        return col
+
+    def _segment(self, rows: np.ndarray, local: np.ndarray, cols: np.ndarray, lengths: np.ndarray) -> _Segment:
+        """CSC segment from COO term occurrences: ``local`` indexes ``rows``/``lengths``."""
         tf = sp.csc_matrix(
-            (np.ones(len(row_index), dtype=np.float32), (row_index, col_index)),
-            shape=(n_local, len(self.vocab)),
+            (np.ones(local.shape[0], dtype=np.float32), (local, cols)),
+            shape=(rows.shape[0], len(self.vocab)),
             dtype=np.float32,
         )
         tf.sum_duplicates()
-        lengths = np.array([max(len(doc), 1) for doc in docs], dtype=np.float32)
-        norm = self.k1 * (1.0 - self.b + self.b * lengths / self.avgdl)
+        norm = self.k1 * (1.0 - self.b + self.b * np.maximum(lengths, 1).astype(np.float32) / self.avgdl)
         coo = tf.tocoo()
         weights = coo.data * (self.k1 + 1.0) / (coo.data + norm[coo.row])
         csc = sp.csc_matrix((weights, (coo.row, coo.col)), shape=tf.shape, dtype=np.float32)
         csc.sort_indices()
-        global_rows = np.asarray(rows, dtype=np.int32)[csc.indices]
+        global_rows = rows.astype(np.int32)[csc.indices]
         return _Segment(csc.indptr.astype(np.int64), global_rows, csc.data.astype(np.float32))
 
-    def build(self, rows: Sequence[int], docs: Sequence[Sequence[str]], avgdl: float | None = None) -> None:
-        """Replace the content. ``avgdl`` restores a saved index's length normalisation exactly
-        (live edits do not move it, so it is not the current mean of a loaded index)."""
+    def builder(self) -> BulkBuilder:
+        """Start a full build that takes documents one by one, holding only integer arrays."""
         self.vocab = {}
         self.segments = []
         self.alive = np.zeros(0, dtype=bool)
-        lengths = [len(doc) for doc in docs]
-        if avgdl is not None:
-            self.avgdl = avgdl
-        else:
-            self.avgdl = float(np.mean(lengths)) if lengths and np.mean(lengths) > 0 else 1.0
         self.n_alive = 0
-        if rows:
-            self.add(rows, docs)
+        return BulkBuilder(self)
+
+    def build(self, rows: Sequence[int], docs: Sequence[Sequence[str]], avgdl: float | None = None) -> None:
+        builder = self.builder()
+        for row, doc in zip(rows, docs, strict=True):
+            builder.add(row, doc)
+        builder.finish(avgdl)
 
     def add(self, rows: Sequence[int], docs: Sequence[Sequence[str]]) -> None:
         if not rows:
             return
-        self._ensure_rows(max(rows))
-        self.segments.append(self._segment(rows, docs))
-        self.alive[np.asarray(rows, dtype=np.int64)] = True
+        local = [index for index, doc in enumerate(docs) for _ in doc]
+        cols = [self._column(term) for doc in docs for term in doc]
+        lengths = np.array([len(doc) for doc in docs], dtype=np.int32)
+        self._append(np.asarray(rows, dtype=np.int64), np.asarray(local, dtype=np.int64), np.asarray(cols), lengths)
+
+    def _append(self, rows: np.ndarray, local: np.ndarray, cols: np.ndarray, lengths: np.ndarray) -> None:
+        if rows.shape[0] == 0:
+            return
+        self._ensure_rows(int(rows.max()))
+        self.segments.append(self._segment(rows, local, cols.astype(np.int64), lengths))
+        self.alive[rows] = True
         self.n_alive = int(self.alive.sum())
         if len(self.segments) > 12:
             self._compact_small()
@@ -266,9 +291,14 @@ class SparseBM25:
         qnorm = self.k1 * (1.0 - self.b + self.b * qlen / self.avgdl)
         self_score = 0.0
         idfs: dict[int, float] = {}
+        # Terms the live index does not contain still belong to the question: count them as
+        # rare words so a query about something the KB never mentions gets a low normalised
+        # score. "Live" matters: a term left in the vocabulary by a removed entry counts too.
+        unknown = len([term for term in terms if term not in self.vocab])
         for col, qtf in counts.items():
             rows, weights = self._postings(col)
             if rows.shape[0] == 0:
+                unknown += qtf
                 continue
             idf = self.idf(rows.shape[0])
             idfs[col] = idf
@@ -276,13 +306,14 @@ class SparseBM25:
             qweight = qtf * (self.k1 + 1.0) / (qtf + qnorm)
             np.add.at(scores, rows, weights * np.float32(idf * qweight))
             self_score += idf * qweight * qweight
-        # Terms unknown to the index still belong to the question: count them as rare words so a
-        # query about something the KB never mentions gets a low normalised score.
-        unknown = len([term for term in terms if term not in self.vocab])
         if unknown:
             single = (self.k1 + 1.0) / (1.0 + qnorm)
             self_score += unknown * self.idf(0) * single * single
         return scores, max(self_score, 1e-6), idfs
+
+    def has_live(self, term: str) -> bool:
+        col = self.vocab.get(term)
+        return col is not None and self._postings(col)[0].shape[0] > 0
 
     def contains(self, rows: np.ndarray, cols: Iterable[int]) -> np.ndarray:
         """Boolean matrix (len(rows), len(cols)): does row contain term col."""
@@ -296,3 +327,35 @@ class SparseBM25:
             for row in posting_rows[np.isin(posting_rows, rows)]:
                 out[position[int(row)], j] = True
         return out
+
+
+class BulkBuilder:
+    """Collects documents for :meth:`SparseBM25.builder` as compact integer arrays."""
+
+    def __init__(self, index: SparseBM25) -> None:
+        self._index = index
+        self._rows = array("q")
+        self._lengths = array("i")
+        self._local = array("q")
+        self._cols = array("q")
+
+    def add(self, row: int, terms: Sequence[str]) -> None:
+        local = len(self._rows)
+        self._rows.append(row)
+        self._lengths.append(len(terms))
+        for term in terms:
+            self._local.append(local)
+            self._cols.append(self._index._column(term))
+
+    def finish(self, avgdl: float | None = None) -> None:
+        """``avgdl`` restores a saved index's length normalisation exactly (live edits do not
+        move it, so it is not the current mean of a reloaded index)."""
+        lengths = np.frombuffer(self._lengths, dtype=np.int32).copy() if self._lengths else np.zeros(0, np.int32)
+        if avgdl is None:
+            avgdl = float(lengths.mean()) if lengths.shape[0] and lengths.mean() > 0 else 1.0
+        self._index.avgdl = avgdl
+        rows = np.frombuffer(self._rows, dtype=np.int64).copy() if self._rows else np.zeros(0, np.int64)
+        local = np.frombuffer(self._local, dtype=np.int64).copy() if self._local else np.zeros(0, np.int64)
+        cols = np.frombuffer(self._cols, dtype=np.int64).copy() if self._cols else np.zeros(0, np.int64)
+        self._rows, self._lengths, self._local, self._cols = array("q"), array("i"), array("q"), array("q")
+        self._index._append(rows, local, cols, lengths)

@@ -24,6 +24,9 @@ NONE = DialogueState()
         ("nlu_fallback", 0.0, "none", NONE, Route.RASA),
         ("feedback_negative", 0.9, "none", DialogueState(last_kb_id="KB1204"), Route.RASA),
         ("feedback_negative", 0.9, "none", NONE, Route.RASA),
+        ("out_of_scope", 0.9, "suggest", NONE, Route.RASA),
+        ("out_of_scope", 0.9, "answer", NONE, Route.KB),
+        ("unclear", 0.9, "suggest", NONE, Route.RASA),
     ],
 )
 def test_decide(intent: str, confidence: float, kb_tier: str, state: DialogueState, expected: Route) -> None:
@@ -53,3 +56,10 @@ def test_anger_markers() -> None:
     assert anger("请问怎么查话费") == 0.0
     assert is_angry_complaint("我要投诉刚才那个客服的态度")
     assert not is_angry_complaint("投诉进度在哪里查")
+
+
+def test_a_follow_up_reading_answers_unless_the_customer_is_closing() -> None:
+    state = DialogueState(last_kb_id="KB0503")
+    kwargs = {"kb_tier": "none", "kb_top": None, "state": state, "follow_up_tier": "answer"}
+    assert decide(text="那一天多少钱", nlu=Nlu("nlu_fallback", 0.0), **kwargs) is Route.KB  # type: ignore[arg-type]
+    assert decide(text="好的谢谢，拜拜", nlu=Nlu("goodbye", 0.95), **kwargs) is Route.RASA  # type: ignore[arg-type]

@@ -60,7 +60,7 @@ def embedder() -> UseEmbedder:
 
 @pytest.fixture(scope="module")
 def config() -> RetrievalConfig:
-    return RetrievalConfig(train_max_queries=300)
+    return RetrievalConfig(train_max_queries=200)
 
 
 @pytest.fixture(scope="module")
@@ -453,6 +453,59 @@ def test_load_rejects_other_embedder(index: HybridIndex, config: RetrievalConfig
 
     with pytest.raises(ValueError, match="rebuild"):
         HybridIndex.load(tmp_path / "index", embedder=Other(), config=config)
+
+
+def test_exact_match_of_upserted_entry_is_confident_first_and_stable(
+    index: HybridIndex, embedder: UseEmbedder, config: RetrievalConfig, tmp_path: Path
+) -> None:
+    # An entry with no paraphrases, added after the classifier and fusion were trained.
+    index.upsert(_new_entry(9600, "金星套餐怎么办理？", (), answer="金星套餐可在星河移动APP的套餐页面办理。"))
+    index.save(tmp_path / "index")
+    loaded = HybridIndex.load(tmp_path / "index", embedder=embedder, config=config)
+    for searched in (index, loaded):
+        for query in ("金星套餐怎么办理", "请问金星套餐怎么办理呢"):
+            outcome = searched.search(query, audience="customer")
+            assert outcome.tier == "answer"
+            assert outcome.hits[0].entry_id == 9600
+            assert outcome.hits[0].confidence >= config.exact_match_confidence
+            assert outcome.hits[1].confidence < outcome.hits[0].confidence
+            assert outcome.hits[0].legs["exact"] == 1.0
+
+
+def test_upserted_entry_is_classified_without_retraining(index: HybridIndex) -> None:
+    index.upsert(_new_entry(9601, "电子发票怎么开？", ("话费发票在哪里打印", "我要开个发票"), category="发票"))
+    assert 9601 in set(int(entry_id) for entry_id in index._state.classifier.classes)  # type: ignore[union-attr]
+    # Not an indexed string: found through the other legs plus the imprinted class.
+    outcome = index.search("能不能开一张电子的话费发票", audience="customer")
+    assert outcome.hits[0].entry_id == 9601
+    assert outcome.hits[0].legs["classifier"] > 0.5
+    index.remove(9601)
+    assert 9601 not in set(int(entry_id) for entry_id in index._state.classifier.classes)  # type: ignore[union-attr]
+
+
+def test_equal_scores_break_ties_by_entry_id(
+    index: HybridIndex, embedder: UseEmbedder, config: RetrievalConfig, tmp_path: Path
+) -> None:
+    # Two entries identical but for their ids score exactly alike, here and after save/load.
+    for entry_id in (9703, 9702):
+        index.upsert(_new_entry(entry_id, "木星套餐怎么退订？", ("木星套餐不想要了",)))
+    index.save(tmp_path / "index")
+    loaded = HybridIndex.load(tmp_path / "index", embedder=embedder, config=config)
+    for searched in (index, loaded):
+        hits = searched.search("木星套餐怎么退订", audience="customer").hits
+        assert [hit.entry_id for hit in hits[:2]] == [9702, 9703]
+        assert hits[0].confidence == pytest.approx(hits[1].confidence)
+
+
+def test_classifier_can_be_disabled(embedder: UseEmbedder, kb: list[IndexedEntry]) -> None:
+    index = HybridIndex(embedder=embedder, config=RetrievalConfig(train_max_queries=100, classifier_max_classes=0))
+    index.rebuild(kb)
+    assert index._state.classifier is None
+    outcome = index.search("怎么查询剩余流量", audience="customer")
+    assert outcome.hits[0].external_id == "KB0301"
+    assert outcome.hits[0].legs["classifier"] == 0.0
+    index.upsert(_new_entry(9800, "火星套餐怎么办理？", ()))
+    assert index.search("火星套餐怎么办理", audience="customer").hits[0].entry_id == 9800
 
 
 def test_compressed_dense_index_path(embedder: UseEmbedder, kb: list[IndexedEntry]) -> None:
