@@ -59,7 +59,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own implicit transactions break SAVEPOINT; let SQLAlchemy emit BEGIN itself.
-        event.listen(engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN"))
+        # IMMEDIATE takes the write lock up front: a deferred transaction that reads and then writes
+        # fails with "database is locked" under concurrency instead of waiting for the busy timeout.
+        event.listen(engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN IMMEDIATE"))
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
