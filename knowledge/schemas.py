@@ -51,12 +51,9 @@ class _ValidityMixin(BaseModel):
         return self
 
 
-class KbRecord(_ValidityMixin):
-    """One line of ``kb.jsonl``: the exchange format of ``kefu kb import`` / ``export``."""
-
+class _EntryContent(_ValidityMixin):
     model_config = ConfigDict(extra="forbid")
 
-    id: ExternalId
     category: Text
     title: Text
     similar: list[Text] = Field(default_factory=list, max_length=200)
@@ -64,21 +61,18 @@ class KbRecord(_ValidityMixin):
     agent_note: Note = ""
     tags: list[Tag] = Field(default_factory=list, max_length=50)
     audience: Audience = Audience.ALL
+
+
+class KbRecord(_EntryContent):
+    """One line of ``kb.jsonl``: the exchange format of ``kefu kb import`` / ``export``."""
+
+    id: ExternalId
     # Imported knowledge goes live unless the file says otherwise.
     status: EntryStatus = EntryStatus.PUBLISHED
 
 
-class EntryCreate(_ValidityMixin):
-    model_config = ConfigDict(extra="forbid")
-
+class EntryCreate(_EntryContent):
     external_id: ExternalId
-    category: Text
-    title: Text
-    similar: list[Text] = Field(default_factory=list, max_length=200)
-    answer: LongText
-    agent_note: Note = ""
-    tags: list[Tag] = Field(default_factory=list, max_length=50)
-    audience: Audience = Audience.ALL
     status: EntryStatus = EntryStatus.DRAFT
 
 
