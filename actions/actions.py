@@ -170,12 +170,7 @@ class ActionFeedbackNegative(Action):
             text = replies.CLARIFY_OFFER_HUMAN if offer else replies.CLARIFY
             say(dispatcher, "clarify", text, options=replies.OFFER_HUMAN if offer else None)
             return events
-        recorded = True
-        try:
-            await _client().feedback(tracker.sender_id, helpful=False)
-        except GatewayError as exc:
-            log.warning("negative feedback not recorded: %s", exc)
-            recorded = False
+        recorded = await _record_feedback(tracker, helpful=False)
         text = replies.FEEDBACK_NEGATIVE_OFFER if offer else replies.FEEDBACK_NEGATIVE
         say(
             dispatcher,
@@ -187,17 +182,22 @@ class ActionFeedbackNegative(Action):
         return events
 
 
+async def _record_feedback(tracker: Tracker, *, helpful: bool) -> bool:
+    """Tell the gateway; False when it cannot be reached (the reply payload then carries the record)."""
+    try:
+        await _client().feedback(tracker.sender_id, helpful=helpful)
+    except GatewayError as exc:
+        log.warning("feedback (helpful=%s) not recorded: %s", helpful, exc)
+        return False
+    return True
+
+
 class ActionFeedbackPositive(Action):
     def name(self) -> str:
         return "action_feedback_positive"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
-        recorded = True
-        try:
-            await _client().feedback(tracker.sender_id, helpful=True)
-        except GatewayError as exc:
-            log.warning("positive feedback not recorded: %s", exc)
-            recorded = False
+        recorded = await _record_feedback(tracker, helpful=True)
         say(
             dispatcher,
             "feedback_recorded",

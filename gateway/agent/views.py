@@ -10,7 +10,7 @@ from common.db import utcnow
 from common.web import DbSession
 from gateway.agent import service
 from gateway.agent.models import Agent, Presence
-from gateway.conversation import flows
+from gateway.conversation import flows, texts
 from gateway.conversation import service as conversations
 from gateway.conversation.models import Conversation, Direction, SenderType, Status
 
@@ -182,13 +182,9 @@ def claim(public_id: str, agent: CurrentAgent, db_session: DbSession) -> Convers
     if conversation.status != Status.PENDING_HUMAN.value:
         raise HTTPException(status_code=409, detail=f"conversation is {conversation.status}, not waiting")
     flows.claim(db_session=db_session, conversation=conversation, agent_id=agent.id)
-    conversations.add_message(
-        db_session=db_session,
-        conversation=conversation,
-        direction=Direction.OUT,
-        sender_type=SenderType.SYSTEM,
-        kind="agent_joined",
-        text=f"客服{agent.display_name}为您服务",
+    conversations.add_system_message(
+        db_session=db_session, conversation=conversation, kind="agent_joined",
+        text=texts.AGENT_JOINED.format(name=agent.display_name),
     )
     db_session.commit()
     return _conversation_out(conversation)
@@ -221,14 +217,8 @@ def resolve(public_id: str, agent: CurrentAgent, db_session: DbSession) -> Conve
     conversation = _get(db_session, public_id)
     _own(conversation, agent)
     flows.resolve(db_session=db_session, conversation=conversation)
-    conversations.add_message(
-        db_session=db_session,
-        conversation=conversation,
-        direction=Direction.OUT,
-        sender_type=SenderType.SYSTEM,
-        kind="ces",
-        text="本次问题解决起来容易吗？请打分 1（很难）到 7（很容易）。",
-    )
+    conversations.add_system_message(db_session=db_session, conversation=conversation, kind="ces",
+                                     text=texts.CES_QUESTION)
     db_session.commit()
     return _conversation_out(conversation)
 

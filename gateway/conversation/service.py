@@ -150,6 +150,14 @@ def add_message(
     return message
 
 
+def add_system_message(*, db_session: Session, conversation: Conversation, kind: str, text: str) -> Message:
+    """A notice from the system to the customer (an agent joined, the effort question)."""
+    return add_message(
+        db_session=db_session, conversation=conversation, direction=Direction.OUT, sender_type=SenderType.SYSTEM,
+        text=text, kind=kind,
+    )
+
+
 def count_agents_online(*, db_session: Session) -> int:
     """Agents whose presence is online (away agents take no new conversations)."""
     return (
