@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from common.db import session_scope
 from knowledge import service
-from knowledge.retrieval import Embedder, HybridIndex, IndexedEntry, RetrievalConfig
+from knowledge.retrieval import Embedder, HybridIndex, IndexedEntry, RetrievalConfig, entries_checksum
 from knowledge.schemas import KbRecord
 
 log = logging.getLogger(__name__)
@@ -133,28 +133,9 @@ def write_jieba_userdict(path: Path, records: Iterable[KbRecord]) -> int:
 
 
 def checksum(entries: Iterable[IndexedEntry]) -> tuple[int, str]:
-    """Count and digest of what the index must hold; the order of entries does not matter."""
-    digests = sorted(
-        hashlib.sha256(
-            json.dumps(
-                [
-                    e.id,
-                    e.external_id,
-                    e.category,
-                    e.title,
-                    list(e.similar),
-                    e.answer,
-                    list(e.tags),
-                    e.audience,
-                    e.valid_from.isoformat() if e.valid_from else None,
-                    e.valid_to.isoformat() if e.valid_to else None,
-                ],
-                ensure_ascii=False,
-            ).encode()
-        ).hexdigest()
-        for e in entries
-    )
-    return len(digests), hashlib.sha256("".join(digests).encode()).hexdigest()
+    """Count and checksum of what the index must hold (the same checksum the index reports)."""
+    entries = list(entries)
+    return len(entries), entries_checksum(entries)
 
 
 class LiveIndex:

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from knowledge.models import AuditLog, Entry, EntryStatus, EntryVersion, SimilarQuestion
+from knowledge.models import Audience, AuditLog, Entry, EntryStatus, EntryVersion, SimilarQuestion
 from knowledge.retrieval import HybridIndex, IndexedEntry, SearchOutcome
 from knowledge.schemas import EntryCreate, EntryUpdate, KbRecord
 
@@ -47,6 +47,20 @@ def get(*, db_session: Session, entry_id: int) -> Entry | None:
 def get_by_external_id(*, db_session: Session, external_id: str) -> Entry | None:
     """The entry with this external id (``KB0101``)."""
     return db_session.scalar(select(Entry).where(Entry.external_id == external_id))
+
+
+def get_servable(*, db_session: Session, external_id: str, now: datetime) -> Entry | None:
+    """The entry if a customer may be shown it now: published, audience `all`, inside its validity window."""
+    entry = get_by_external_id(db_session=db_session, external_id=external_id)
+    if (
+        entry is None
+        or entry.status != EntryStatus.PUBLISHED
+        or entry.audience != Audience.ALL
+        or (entry.valid_from is not None and entry.valid_from > now)
+        or (entry.valid_to is not None and entry.valid_to <= now)
+    ):
+        return None
+    return entry
 
 
 def get_all(

@@ -342,18 +342,8 @@ class ConversationEngine:
 
     def _servable(self, kb_id: str) -> Any:
         # A suggestion button's payload comes back from the customer: check it as untrusted input.
-        now = self._clock()
         with self._factory() as db:
-            entry = kb_service.get_by_external_id(db_session=db, external_id=kb_id)
-            if (
-                entry is None
-                or entry.status != "published"
-                or entry.audience != "all"
-                or (entry.valid_from and entry.valid_from > now)
-                or (entry.valid_to and entry.valid_to <= now)
-            ):
-                return None
-            return entry
+            return kb_service.get_servable(db_session=db, external_id=kb_id, now=self._clock())
 
     async def _via_rasa(self, begun: Begun, text: str, kb: SearchOutcome | None) -> Outcome:
         assert self._rasa is not None

@@ -17,7 +17,7 @@ from knowledge.retrieval.embedders import (
     make_embedder,
 )
 from knowledge.retrieval.entries import Hit, IndexedEntry, SearchOutcome
-from knowledge.retrieval.index import HybridIndex
+from knowledge.retrieval.index import HybridIndex, entries_checksum
 from knowledge.retrieval.normalise import Normaliser, default_synonyms_path
 
 __all__ = [
@@ -31,5 +31,6 @@ __all__ = [
     "SentenceTransformerEmbedder",
     "UseEmbedder",
     "default_synonyms_path",
+    "entries_checksum",
     "make_embedder",
 ]

@@ -75,6 +75,19 @@ def entry_digest(entry: IndexedEntry) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def combine_digests(digests: Iterable[tuple[int, str]]) -> str:
+    """SHA-256 over (id, entry digest) pairs in id order: the index's checksum."""
+    hasher = hashlib.sha256()
+    for entry_id, digest in sorted(digests):
+        hasher.update(f"{entry_id}:{digest}\n".encode())
+    return hasher.hexdigest()
+
+
+def entries_checksum(entries: Iterable[IndexedEntry]) -> str:
+    """The checksum an index holding exactly these entries reports."""
+    return combine_digests((entry.id, entry_digest(entry)) for entry in entries)
+
+
 def _entry_to_json(entry: IndexedEntry) -> dict[str, Any]:
     return {
         "id": entry.id,
@@ -462,11 +475,8 @@ class HybridIndex:
     def checksum(self) -> str:
         """SHA-256 over (id, digest of all indexed fields) of every entry, in id order."""
         with self._lock:
-            digests = sorted(self._state.digests.items())
-        hasher = hashlib.sha256()
-        for entry_id, digest in digests:
-            hasher.update(f"{entry_id}:{digest}\n".encode())
-        return hasher.hexdigest()
+            digests = list(self._state.digests.items())
+        return combine_digests(digests)
 
     def entries(self) -> list[IndexedEntry]:
         with self._lock:

@@ -96,6 +96,9 @@ def test_index_is_reloaded_when_it_matches_and_rebuilt_when_it_does_not(
 
     again = _open(demo_db, tmp_path / "index", embedder)
     assert again.source == "disk"
+    with demo_db() as s:
+        # The manifest and the index speak of the same checksum.
+        assert flows.checksum(service.searchable(db_session=s))[1] == again.index.checksum
     assert _top(again, "话费余额怎么查") == _top(first, "话费余额怎么查") == "KB0101"
 
     # A change the saved index never saw (another process, a crash before saving) forces a rebuild.
