@@ -15,6 +15,9 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export RASA_TELEMETRY_ENABLED := false
 export KEFU_ACTIONS_URL ?= http://127.0.0.1:5055/webhook
+CHROMIUM := /usr/bin/chromium
+CJK_FONT := /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help run test lint bot bench clean
 
@@ -48,6 +51,13 @@ $(RASA_VENV)/.installed: actions/constraints.txt | $(RASA_VENV)/bin/python
 		pytest pytest-asyncio
 	@touch $@
 
+# Debian's chromium for the browser tests: Playwright drives it, it never downloads a browser of its own.
+# A CJK font, or the screenshots show boxes instead of Chinese.
+BROWSER_PACKAGES := chromium fonts-wqy-microhei
+$(CHROMIUM) $(CJK_FONT):
+	$(SUDO) apt-get install -y -q --no-install-recommends $(BROWSER_PACKAGES) \
+		|| { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends $(BROWSER_PACKAGES); }
+
 # Trains only when bot/ changed (kefu bot train compares a hash of bot/ with the model's).
 bot: $(VENV)/.installed $(RASA_VENV)/.installed
 	$(BIN)/kefu bot userdict
@@ -63,7 +73,7 @@ lint: $(VENV)/.installed
 	$(BIN)/mypy common knowledge connectors gateway
 
 # pytest exits 5 when it collected nothing: a suite that runs no test is a failure here, said plainly.
-test: $(VENV)/.installed-st bot lint
+test: $(VENV)/.installed-st $(CHROMIUM) $(CJK_FONT) bot lint
 	cd bot && ../$(RASA_VENV)/bin/rasa data validate --fail-on-warnings --quiet
 	cd bot && ../$(RASA_VENV)/bin/rasa test core --stories tests/test_stories.yml --model models/kefu.tar.gz \
 		--out ../var/rasa-test-results --fail-on-prediction-errors --quiet

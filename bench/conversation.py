@@ -1,9 +1,15 @@
 """End-to-end conversation benchmark against a running product (`make run`).
 
-Per-turn latency on the knowledge path and on the Rasa path, then sustained throughput with 20
-concurrent senders for 60 s; every message carries an idempotency key and a sample is retried to
-check nothing is processed twice. Prints one JSON object.
+Two runs of 20 concurrent senders for 60 s each, reported side by side:
+- `paced`: each sender is a customer who reads the reply and types the next message after a think time
+  (uniform 1-3 s by default), which is how 20 simultaneous chats load a contact centre; the per-turn
+  latency targets (KB path, Rasa path) are judged here;
+- `saturated`: no think time at all, every sender fires its next message the moment the reply lands:
+  the throughput ceiling of this machine, where latency is queueing (senders / throughput).
+Every message carries an idempotency key and a sample is retried to check nothing is processed twice.
+Prints one JSON object.
 Usage: python bench/conversation.py [--url http://127.0.0.1:8000] [--seconds 60] [--senders 20]
+       [--think-ms 1000 3000] [--only paced|saturated]
 """
 
 import argparse
@@ -40,7 +46,7 @@ async def turn(http: httpx.AsyncClient, sender: str, text: str, key: str) -> tup
         return (time.perf_counter() - started) * 1000, None
 
 
-async def main_async(url: str, seconds: float, senders: int) -> dict:
+async def run(url: str, seconds: float, senders: int, think_ms: tuple[float, float]) -> dict:
     questions = [
         json.loads(line)["q"]
         for line in DEV_QUERIES.read_text(encoding="utf-8").splitlines()
@@ -70,6 +76,8 @@ async def main_async(url: str, seconds: float, senders: int) -> dict:
                     sent.append((sender, text, key, body))
                     if body["status"] != "bot":
                         break
+                    if think_ms[1] > 0:
+                        await asyncio.sleep(rng.uniform(*think_ms) / 1000)
 
         started = time.monotonic()
         await asyncio.gather(*(sender_loop(i) for i in range(senders)))
@@ -82,9 +90,9 @@ async def main_async(url: str, seconds: float, senders: int) -> dict:
             if again is None or not again.get("replayed") or again["replies"] != body["replies"]:
                 duplicates += 1
     return {
-        "url": url,
         "rasa": health.get("components", {}).get("rasa"),
         "senders": senders,
+        "think_ms": list(think_ms),
         "seconds": round(elapsed, 1),
         "turns": len(sent),
         "errors": errors,
@@ -100,13 +108,25 @@ async def main_async(url: str, seconds: float, senders: int) -> dict:
     }
 
 
+async def main_async(url: str, seconds: float, senders: int, think_ms: tuple[float, float], only: str | None) -> dict:
+    result: dict = {"url": url}
+    if only in (None, "paced"):
+        result["paced"] = await run(url, seconds, senders, think_ms)
+    if only in (None, "saturated"):
+        result["saturated"] = await run(url, seconds, senders, (0.0, 0.0))
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--senders", type=int, default=20)
+    parser.add_argument("--think-ms", type=float, nargs=2, default=(1000.0, 3000.0))
+    parser.add_argument("--only", choices=("paced", "saturated"))
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(main_async(args.url, args.seconds, args.senders)), ensure_ascii=False))
+    outcome = asyncio.run(main_async(args.url, args.seconds, args.senders, tuple(args.think_ms), args.only))
+    print(json.dumps(outcome, ensure_ascii=False))
     return 0
 
 

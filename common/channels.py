@@ -20,6 +20,10 @@ ReplyKind = Literal[
     "goodbye",
     "info",
     "agent",
+    # System messages the console writes (agent joined/left, the effort question after resolution).
+    "agent_joined",
+    "agent_left",
+    "ces",
 ]
 
 
@@ -43,6 +47,8 @@ class Reply(BaseModel):
     options: list[ReplyOption] = Field(default_factory=list)
     handoff: HandoffInfo | None = None
     message_id: int | None = None
+    # A page the customer can open instead of answering in the chat (e.g. a notice's confirm page).
+    url: str | None = None
 
 
 class InboundMessage(BaseModel):
@@ -58,6 +64,8 @@ class InboundResult(BaseModel):
     status: str
     replies: list[Reply]
     replayed: bool = False
+    # The stored id of the customer's message (what the channel acks and replays from).
+    message_id: int | None = None
 
 
 InboundHandler = Callable[[InboundMessage], Awaitable[InboundResult]]

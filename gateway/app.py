@@ -15,11 +15,14 @@ from common.db import make_engine, make_session_factory
 from common.logging import configure_logging
 from common.settings import CommonSettings
 from connectors.rest import channel as rest_channel
-from gateway import health
+from connectors.wechat import channel as wechat_channel
+from connectors.wechat.settings import WechatSettings
+from gateway import health, webchat
 from gateway.agent import views as agent_views
 from gateway.clients.rasa import RasaClient
 from gateway.conversation import views as internal_views
 from gateway.conversation.engine import ConversationEngine
+from gateway.delivery import Delivery
 from gateway.settings import GatewaySettings
 from knowledge import views as knowledge_views
 from knowledge.flows import LiveIndex, install_live_sync
@@ -64,6 +67,7 @@ def create_app(
     gateway_settings: GatewaySettings | None = None,
     session_factory: sessionmaker[Session] | None = None,
     embedder: Embedder | None = None,
+    wechat_settings: WechatSettings | None = None,
 ) -> FastAPI:
     """A gateway app; settings default to the environment and are validated here, at start-up.
 
@@ -72,6 +76,7 @@ def create_app(
     common = common or CommonSettings()
     kb_settings = kb_settings or KnowledgeSettings()
     gateway_settings = gateway_settings or GatewaySettings()
+    wechat_settings = wechat_settings or WechatSettings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -111,6 +116,7 @@ def create_app(
                 log.exception("knowledge index failed to build")
 
         # The app answers (health, 503 on search) while a large index builds.
+        await app.state.webchat.start()
         builder = threading.Thread(target=build, name="kb-index-build", daemon=True)
         builder.start()
         saver = asyncio.create_task(_save_periodically(app, kb_settings, gateway_settings.index_save_interval_s))
@@ -123,6 +129,9 @@ def create_app(
                 with suppress(asyncio.CancelledError):
                     await task
             await rasa.close()
+            await app.state.webchat.stop()
+            if app.state.wechat is not None:
+                await app.state.wechat.aclose()
             await run_in_threadpool(builder.join)
             await run_in_threadpool(_save_now, app, kb_settings)
             if owns_engine:
@@ -134,6 +143,8 @@ def create_app(
         description="Self-hosted, multi-tier self-service customer service.",
         lifespan=lifespan,
     )
+    # Channels register their push senders here while routers are built (see gateway/delivery.py).
+    app.state.delivery = Delivery()
     app.include_router(health.router)
     app.include_router(knowledge_views.router)
     app.include_router(
@@ -141,6 +152,10 @@ def create_app(
             lambda message: app.state.engine_.handle(message),
             lambda channel, sender, after: app.state.engine_.outbound(channel, sender, after),
         )
+    )
+    app.state.webchat = webchat.install(app, common)
+    app.state.wechat = wechat_channel.install(
+        app, lambda message: app.state.engine_.handle(message), settings=wechat_settings, redis_url=common.redis_url
     )
     app.include_router(agent_views.router)
     app.include_router(internal_views.router)

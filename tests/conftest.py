@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from common.db import make_engine
 from gateway import migrate
+from tests.live import product  # noqa: F401  (the shared real product: gateway + Rasa + actions)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

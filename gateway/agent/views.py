@@ -3,12 +3,13 @@
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, HTTPException
+from fastapi import APIRouter, Header, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
 from common.db import utcnow
 from common.web import DbSession
 from gateway.agent import service
+from gateway.agent.auth import CurrentAgent, clear_session_cookies, session_token, set_session_cookies
 from gateway.agent.models import Agent, Presence
 from gateway.conversation import flows, texts
 from gateway.conversation import service as conversations
@@ -17,16 +18,6 @@ from gateway.conversation.models import Conversation, Direction, SenderType, Sta
 router = APIRouter(prefix="/api/v1/agent", tags=["agent"])
 
 
-def current_agent(db_session: DbSession, authorization: Annotated[str | None, Header()] = None) -> Agent:
-    """The agent behind the bearer token, or 401."""
-    scheme, _, token = (authorization or "").partition(" ")
-    agent = service.get_by_token(db_session=db_session, token=token) if scheme.lower() == "bearer" and token else None
-    if agent is None:
-        raise HTTPException(status_code=401, detail="agent login required", headers={"WWW-Authenticate": "Bearer"})
-    return agent
-
-
-CurrentAgent = Annotated[Agent, Depends(current_agent)]
 
 
 class LoginIn(BaseModel):
@@ -44,6 +35,7 @@ class AgentOut(BaseModel):
 
 class SessionOut(BaseModel):
     token: str
+    csrf_token: str
     agent: AgentOut
 
 
@@ -120,8 +112,8 @@ def _own(conversation: Conversation, agent: Agent) -> None:
 
 # Plain `def`: database work runs in FastAPI's threadpool, never on the event loop.
 @router.post("/session", response_model=SessionOut)
-def login(body: LoginIn, db_session: DbSession) -> SessionOut:
-    """Exchange a username and password for a bearer token."""
+def login(body: LoginIn, request: Request, response: Response, db_session: DbSession) -> SessionOut:
+    """Exchange a username and password for a bearer token, also set as the console's session cookie."""
     try:
         agent = service.authenticate(db_session=db_session, username=body.username, password=body.password)
     except service.LoginFailed as exc:
@@ -129,15 +121,25 @@ def login(body: LoginIn, db_session: DbSession) -> SessionOut:
         raise HTTPException(status_code=401, detail=str(exc)) from exc
     token = service.open_session(db_session=db_session, agent=agent)
     db_session.commit()
-    return SessionOut(token=token, agent=_agent_out(agent))
+    csrf = set_session_cookies(response, request, token)
+    return SessionOut(token=token, csrf_token=csrf, agent=_agent_out(agent))
 
 
 @router.delete("/session", status_code=204)
-def logout(agent: CurrentAgent, db_session: DbSession, authorization: Annotated[str, Header()]) -> None:
+def logout(
+    agent: CurrentAgent,
+    request: Request,
+    response: Response,
+    db_session: DbSession,
+    authorization: Annotated[str | None, Header()] = None,
+) -> None:
     """End this session and go offline."""
     service.set_presence(db_session=db_session, agent=agent, presence=Presence.OFFLINE)
-    service.close_session(db_session=db_session, token=authorization.partition(" ")[2])
+    token = session_token(request, authorization)
+    if token:
+        service.close_session(db_session=db_session, token=token)
     db_session.commit()
+    clear_session_cookies(response)
 
 
 @router.put("/presence", response_model=AgentOut)

@@ -40,6 +40,7 @@ HUMAN_HOLDS = (Status.PENDING_HUMAN.value, Status.HUMAN.value)
 CHOOSE_KB = re.compile(r"^/choose_kb(\{.*\})$")
 # Words that make a short follow-up lean on what was said before (那一天多少钱, 这种状态下…).
 _ELLIPTIC = re.compile(r"^(那|这|那个|这个|那边|这边|这种|那种|它|他们|可以|能|还|要|关了|以后|在那)")
+_PAYLOAD_INTENT = re.compile(r"^/(\w+)(\{.*\})?$")
 MAX_TEXT = 2000
 FOLLOW_UP_MAX_CHARS = 20
 
@@ -77,6 +78,8 @@ class Outcome:
     reset_streak: bool = False
     failure: bool = False
     tracker_events: list[dict[str, Any]] = field(default_factory=list)
+    # helpful | unhelpful: recorded on the last answer when the gateway itself (not Rasa) took the feedback.
+    feedback: str | None = None
 
 
 class ConversationEngine:
@@ -143,7 +146,8 @@ class ConversationEngine:
                 assert conversation is not None
                 if inbound.processed_at is not None:
                     replies = service.get_replies(db_session=db, inbound_id=inbound.id)
-                    return self._snapshot(db, conversation, inbound, replay=_result(conversation, replies, True))
+                    replay = _result(conversation, replies, True, inbound_id=inbound.id)
+                    return self._snapshot(db, conversation, inbound, replay=replay)
                 return self._snapshot(db, conversation, inbound)
             contact = service.get_or_create_contact(db_session=db, channel=message.channel, source_id=message.sender)
             _apply_metadata(contact, message.metadata)
@@ -209,8 +213,10 @@ class ConversationEngine:
                 )
                 for reply in replies
             ]
+            if outcome.feedback is not None:
+                service.record_feedback(db_session=db, conversation=conversation, kind=outcome.feedback)
             service.mark_processed(db_session=db, message=inbound)
-            return _result(conversation, stored, False)
+            return _result(conversation, stored, False, inbound_id=inbound.id)
 
     def _apply_handoff(
         self, db: Session, conversation: Conversation, handoff: HandoffInfo, replies: list[Reply]
@@ -388,7 +394,14 @@ class ConversationEngine:
         if intent == "goodbye":
             return Outcome(replies=[Reply(kind="goodbye", text=texts.GOODBYE)])
         if intent == "feedback_negative" and begun.last_kb_id:
-            return Outcome(replies=[Reply(kind="feedback_recorded", text=texts.FEEDBACK_SORRY)], failure=True)
+            return Outcome(
+                replies=[Reply(kind="feedback_recorded", text=texts.FEEDBACK_SORRY)], failure=True, feedback="unhelpful"
+            )
+        if intent == "feedback_positive" and begun.last_kb_id:
+            return Outcome(
+                replies=[Reply(kind="feedback_recorded", text=texts.FEEDBACK_THANKS)], reset_streak=True,
+                feedback="helpful",
+            )
         if begun.failure_streak >= 1:
             offer = [ReplyOption(title=texts.HANDOFF_OFFER, payload="/request_human")]
             return Outcome(replies=[Reply(kind="clarify", text=texts.CLARIFY_OFFER_HUMAN, options=offer)], failure=True)
@@ -412,6 +425,10 @@ def _reason(value: str) -> HandoffReason:
 
 
 def _fallback_nlu(text: str) -> routing.Nlu:
+    # A button's payload names its intent (Rasa's own `/intent` syntax): no guessing needed.
+    payload = _PAYLOAD_INTENT.match(text)
+    if payload:
+        return routing.Nlu(payload.group(1), 1.0)
     for intent, pattern in _FALLBACK_INTENTS:
         if pattern.search(text):
             return routing.Nlu(intent, 0.9)
@@ -488,8 +505,14 @@ def _reply_from_message(m: Message) -> Reply:
     )
 
 
-def _result(conversation: Conversation, messages: list[Message], replayed: bool) -> InboundResult:
+def _result(
+    conversation: Conversation, messages: list[Message], replayed: bool, *, inbound_id: int | None = None
+) -> InboundResult:
     replies = [_reply_from_message(m) for m in messages]
     return InboundResult(
-        conversation_id=conversation.public_id, status=conversation.status, replies=replies, replayed=replayed
+        conversation_id=conversation.public_id,
+        status=conversation.status,
+        replies=replies,
+        replayed=replayed,
+        message_id=inbound_id,
     )

@@ -10,7 +10,7 @@ import pytest
 from gateway.dialogue_eval import Product as EvalProduct
 from gateway.dialogue_eval import evaluate_dialogues, outcome
 from tests.conftest import SHARED_KB
-from tests.e2e.conftest import Product
+from tests.live import Product
 
 
 def say(product: Product, sender: str, text: str) -> dict[str, Any]:

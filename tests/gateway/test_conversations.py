@@ -222,6 +222,7 @@ def test_elderly_customers_go_straight_to_a_human(client: TestClient) -> None:
 
 
 def test_agent_api_needs_a_login_and_locks_out_guessers(client: TestClient, factory: sessionmaker[Session]) -> None:
+    client.cookies.clear()  # an earlier test's login left a session cookie in this shared client
     assert client.get("/api/v1/agent/conversations").status_code == 401
     assert client.get("/api/v1/agent/conversations", headers={"Authorization": "Bearer forged"}).status_code == 401
     with factory() as s:

@@ -1,4 +1,7 @@
-"""A real product for end-to-end tests: the gateway (uvicorn), the Rasa server and the action server."""
+"""A real product for end-to-end and browser tests: the gateway (uvicorn), the Rasa server and the action server.
+
+Session-scoped and shared (tests/conftest.py imports it): Rasa takes about a minute to load, once per run.
+"""
 
 import os
 import socket
@@ -17,6 +20,7 @@ from common.db import make_engine, make_session_factory, session_scope
 from common.settings import CommonSettings
 from gateway import migrate, supervisor
 from gateway.agent import service as agents
+from gateway.agent.models import Role
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from knowledge import flows
@@ -24,6 +28,7 @@ from knowledge.settings import KnowledgeSettings
 
 TOKEN = "e2e-internal-token-0123456789abcdef"
 AGENT = {"username": "e2e-agent", "password": "e2e agent password 42"}
+ADMIN = {"username": "e2e-admin", "password": "e2e admin password 42"}
 READY_TIMEOUT_S = 300
 
 
@@ -38,6 +43,9 @@ class Product:
     url: str
     http: httpx.Client
     agent: dict[str, str]
+    admin: dict[str, str]
+    var: Path
+    token: str
 
 
 @pytest.fixture(scope="session")
@@ -55,6 +63,7 @@ def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Product]:
     flows.import_jsonl(session_factory=factory, path=KnowledgeSettings().demo_kb_path, actor="demo")
     with session_scope(factory) as db_session:
         agents.create(db_session=db_session, display_name="测试坐席", **AGENT)
+        agents.create(db_session=db_session, display_name="测试管理员", role=Role.ADMIN, **ADMIN)
     engine.dispose()
 
     gateway_port, rasa_port, actions_port = _free_port(), _free_port(), _free_port()
@@ -90,7 +99,7 @@ def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Product]:
                 )
                 pytest.fail(f"product not ready in {READY_TIMEOUT_S}s: {health}\n{logs}")
             time.sleep(1)
-        yield Product(url=gateway_url, http=http, agent=AGENT)
+        yield Product(url=gateway_url, http=http, agent=AGENT, admin=ADMIN, var=var, token=TOKEN)
     finally:
         http.close()
         rasa.stop()
