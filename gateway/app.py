@@ -18,11 +18,15 @@ from connectors.rest import channel as rest_channel
 from connectors.wechat import channel as wechat_channel
 from connectors.wechat.settings import WechatSettings
 from gateway import health, webchat
+from gateway.agent import pages as agent_pages
 from gateway.agent import views as agent_views
 from gateway.clients.rasa import RasaClient
 from gateway.conversation import views as internal_views
 from gateway.conversation.engine import ConversationEngine
 from gateway.delivery import Delivery
+from gateway.notices import views as notice_views
+from gateway.notices.dispatcher import Dispatcher
+from gateway.notices.settings import NoticeSettings, events_api_key
 from gateway.settings import GatewaySettings
 from knowledge import views as knowledge_views
 from knowledge.flows import LiveIndex, install_live_sync
@@ -68,6 +72,7 @@ def create_app(
     session_factory: sessionmaker[Session] | None = None,
     embedder: Embedder | None = None,
     wechat_settings: WechatSettings | None = None,
+    notice_settings: NoticeSettings | None = None,
 ) -> FastAPI:
     """A gateway app; settings default to the environment and are validated here, at start-up.
 
@@ -77,6 +82,9 @@ def create_app(
     kb_settings = kb_settings or KnowledgeSettings()
     gateway_settings = gateway_settings or GatewaySettings()
     wechat_settings = wechat_settings or WechatSettings()
+    notice_settings = notice_settings or NoticeSettings()
+    if notice_settings.api_key is None:
+        notice_settings = notice_settings.model_copy(update={"api_key": events_api_key(common.var_dir)})
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -102,6 +110,14 @@ def create_app(
             rasa_ready=lambda: app.state.rasa_state == "ok",
         )
 
+        app.state.notices = Dispatcher(
+            session_factory=factory,
+            settings=notice_settings,
+            delivery=app.state.delivery,
+            rasa=rasa,
+            rasa_ready=lambda: app.state.rasa_state == "ok",
+        )
+
         def build() -> None:
             try:
                 live = open_live_index(
@@ -121,10 +137,14 @@ def create_app(
         builder.start()
         saver = asyncio.create_task(_save_periodically(app, kb_settings, gateway_settings.index_save_interval_s))
         watcher = asyncio.create_task(_watch_rasa(app, rasa))
+        tasks = [saver, watcher]
+        # An injected factory (tests) is one connection: no background thread may share it with requests.
+        if notice_settings.poll_s > 0 and owns_engine:
+            tasks.append(asyncio.create_task(app.state.notices.run()))
         try:
             yield
         finally:
-            for task in (saver, watcher):
+            for task in tasks:
                 task.cancel()
                 with suppress(asyncio.CancelledError):
                     await task
@@ -145,6 +165,7 @@ def create_app(
     )
     # Channels register their push senders here while routers are built (see gateway/delivery.py).
     app.state.delivery = Delivery()
+    app.state.notice_settings = notice_settings
     app.include_router(health.router)
     app.include_router(knowledge_views.router)
     app.include_router(
@@ -158,7 +179,9 @@ def create_app(
         app, lambda message: app.state.engine_.handle(message), settings=wechat_settings, redis_url=common.redis_url
     )
     app.include_router(agent_views.router)
+    app.include_router(agent_pages.router)
     app.include_router(internal_views.router)
+    app.include_router(notice_views.router)
     return app
 
 

@@ -11,6 +11,9 @@ from typing import TYPE_CHECKING
 from common.settings import CommonSettings
 from knowledge.settings import KnowledgeSettings
 
+# The demo customer's phone number (a test number, reserved for examples).
+DEMO_PHONE = "13800138000"
+
 if TYPE_CHECKING:
     from knowledge.flows import LiveIndex
 
@@ -135,9 +138,14 @@ def _demo_load(_args: argparse.Namespace) -> int:
 def _seed_demo_agents() -> None:
     import secrets
 
+    from sqlalchemy import select
+
     from common.db import make_engine, make_session_factory, session_scope
     from gateway.agent import service as agents
     from gateway.agent.models import Role
+    from gateway.conversation import service as conversations
+    from gateway.notices.models import DemoPackage
+    from gateway.notices.settings import events_api_key
     from gateway.supervisor import announce_credentials
 
     common = CommonSettings()
@@ -152,10 +160,25 @@ def _seed_demo_agents() -> None:
                 password = secrets.token_urlsafe(12)
                 agents.create(db_session=db_session, username=username, password=password, display_name=name, role=role)
                 created[key] = {"username": username, "password": password}
+        # The demo customer of the README's notice walkthrough, with an active day pass in the demo billing.
+        contact = conversations.get_or_create_contact(db_session=db_session, channel="rest", source_id="demo-customer")
+        contact.display_name = contact.display_name or "演示客户"
+        contact.phone = contact.phone or DEMO_PHONE
+        if not db_session.scalar(select(DemoPackage.id).where(DemoPackage.phone == DEMO_PHONE)):
+            db_session.add(DemoPackage(phone=DEMO_PHONE, package="港澳日套餐"))
     engine.dispose()
+    path = common.var_dir / "demo-credentials.json"
     if created:
         # Printed once, at first start; never a fixed default in code.
-        announce_credentials(common.var_dir / "demo-credentials.json", created)
+        announce_credentials(path, created)
+    # The events API key (generated once under var/secrets) joins the file `kefu eval` reads.
+    saved = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    key = events_api_key(common.var_dir).get_secret_value()
+    if saved.get("events_api_key") != key:
+        saved["events_api_key"] = key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(saved, ensure_ascii=False, indent=2))
+        path.chmod(0o600)
 
 
 def _run(args: argparse.Namespace) -> int:

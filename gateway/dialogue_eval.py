@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from gateway.evaluation import EvalInputError, load_queries
+from gateway.notices.rules import by_name
 
 # A turn's outcome is its most significant reply.
 SIGNIFICANCE = [
@@ -28,14 +29,19 @@ SIGNIFICANCE = [
     "info",
 ]
 NOTICE_TURN = "[notice:"
+# What the operator's system says when a customer comes back from Hong Kong / Macao with a day pass on.
+EVAL_EVENT_DATA = {"package": "港澳日套餐"}
 
 
 class Product:
     """A running Kefu, spoken to as a customer and, for set-up, as the seeded demo agent."""
 
-    def __init__(self, url: str, credentials: dict[str, str] | None, timeout: float = 30.0):
+    def __init__(
+        self, url: str, credentials: dict[str, str] | None, timeout: float = 30.0, events_key: str | None = None
+    ):
         self.http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout)
         self.credentials = credentials
+        self.events_key = events_key
         self._agent_headers: dict[str, str] | None = None
 
     def set_agents_online(self, n: int) -> None:
@@ -60,12 +66,32 @@ class Product:
         return dict(response.json()), elapsed
 
     def notice(self, sender: str, name: str) -> dict[str, Any] | None:
-        """Send a proactive notice to the customer; None while the product has no notices API."""
-        response = self.http.post("/api/v1/events/test-notice", json={"sender": sender, "notice": name})
-        if response.status_code == 404:
+        """Play the operator: post the business event behind notice `name` for this customer through the real
+        events API, then read what reached the customer's REST channel. None if the notice is unknown."""
+        rule = by_name(name)
+        if rule is None:
+            return None
+        if not self.events_key:
+            raise EvalInputError("no events API key: run `kefu demo load` (it writes it to the credentials file)")
+        seen = self.http.get("/api/v1/channels/rest/messages", params={"sender": sender, "after": 0})
+        after = max((r.get("message_id") or 0 for r in seen.json()), default=0) if seen.status_code == 200 else 0
+        event = {
+            "type": rule.event_type,
+            "key": f"eval-{uuid.uuid4().hex}",
+            "customer": {"channel": "rest", "id": sender, "phone": "13800138000"},
+            "data": dict(EVAL_EVENT_DATA),
+            # The eval runs at any hour: its notices must not wait for the end of quiet hours.
+            "urgent": True,
+        }
+        response = self.http.post(
+            "/api/v1/events", json=event, headers={"Authorization": f"Bearer {self.events_key}"}
+        )
+        if response.status_code in (404, 405):
             return None
         response.raise_for_status()
-        return dict(response.json())
+        replies = self.http.get("/api/v1/channels/rest/messages", params={"sender": sender, "after": after})
+        replies.raise_for_status()
+        return {"replies": replies.json()}
 
 
 def outcome(body: dict[str, Any]) -> str:
@@ -78,13 +104,22 @@ def outcome(body: dict[str, Any]) -> str:
             label = f"handoff:{reply['handoff']['tier']}"
         elif kind == "form":
             label = "form:callback"
-        elif kind == "answer":
+        elif kind == "answer" or (kind == "notice" and reply.get("kb_id")):
+            # A notice written from a knowledge entry tells the customer that entry's answer.
             label = f"answer:{reply.get('kb_id')}"
+            rank = SIGNIFICANCE.index("answer")
         else:
             label = kind
         if rank < best[0]:
             best = (rank, label)
     return best[1]
+
+
+def _events_key(path: Path | None) -> str | None:
+    if path is None or not path.is_file():
+        return None
+    key = json.loads(path.read_text(encoding="utf-8")).get("events_api_key")
+    return str(key) if key else None
 
 
 def _credentials(path: Path | None) -> dict[str, str] | None:
@@ -101,7 +136,7 @@ def evaluate_dialogues(*, path: Path, url: str, credentials: Path | None) -> dic
         dialogues = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     except (OSError, ValueError) as exc:
         raise EvalInputError(f"cannot read {path}: {exc}") from exc
-    product = Product(url, _credentials(credentials))
+    product = Product(url, _credentials(credentials), events_key=_events_key(credentials))
     turns = correct = succeeded = 0
     skipped: list[str] = []
     failures: list[dict[str, Any]] = []

@@ -10,7 +10,10 @@ import pytest
 import yaml
 
 from common.settings import CommonSettings
+from connectors.webchat.settings import WebchatSettings
+from connectors.wechat.settings import WechatSettings
 from gateway.cli import _parser
+from gateway.notices.settings import NoticeSettings
 from gateway.settings import GatewaySettings
 from knowledge.settings import KnowledgeSettings
 
@@ -75,6 +78,9 @@ def test_compose_settings_are_real_settings(compose: dict[str, Any]) -> None:
     known = {f"KEFU_{name.upper()}" for name in CommonSettings.model_fields}
     known |= {f"KEFU_{name.upper()}" for name in GatewaySettings.model_fields}
     known |= {f"KEFU_KB_{name.upper()}" for name in KnowledgeSettings.model_fields}
+    known |= {f"KEFU_WEBCHAT_{name.upper()}" for name in WebchatSettings.model_fields}
+    known |= {f"KEFU_WECHAT_{name.upper()}" for name in WechatSettings.model_fields}
+    known |= {f"KEFU_NOTICES_{name.upper()}" for name in NoticeSettings.model_fields}
     # Read by the action server and by Rasa's production endpoints, not by the gateway's settings.
     known |= {"KEFU_GATEWAY_URL", "KEFU_DB_PASSWORD"}
     for name, service in compose["services"].items():

@@ -27,6 +27,11 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
+def get_all(*, db_session: Session) -> list[Agent]:
+    """Every agent account, by name."""
+    return list(db_session.scalars(select(Agent).order_by(Agent.display_name)))
+
+
 def get_by_username(*, db_session: Session, username: str) -> Agent | None:
     """The agent with this login name."""
     return db_session.scalar(select(Agent).where(Agent.username == username))

@@ -13,7 +13,12 @@ from gateway.agent.auth import CurrentAgent, clear_session_cookies, session_toke
 from gateway.agent.models import Agent, Presence
 from gateway.conversation import flows, texts
 from gateway.conversation import service as conversations
-from gateway.conversation.models import Conversation, Direction, SenderType, Status
+from gateway.conversation.engine import reply_from_message
+from gateway.conversation.models import Conversation, Direction, Message, SenderType, Status
+from knowledge import service as kb_service
+from knowledge.models import Entry
+from knowledge.schemas import EntryUpdate
+from knowledge.views import get_live_index
 
 router = APIRouter(prefix="/api/v1/agent", tags=["agent"])
 
@@ -178,22 +183,23 @@ def get_conversation(public_id: str, agent: CurrentAgent, db_session: DbSession)
 
 
 @router.post("/conversations/{public_id}/claim", response_model=ConversationOut)
-def claim(public_id: str, agent: CurrentAgent, db_session: DbSession) -> ConversationOut:
+def claim(public_id: str, agent: CurrentAgent, request: Request, db_session: DbSession) -> ConversationOut:
     """Take a waiting conversation; the bot falls silent."""
     conversation = _get(db_session, public_id)
     if conversation.status != Status.PENDING_HUMAN.value:
         raise HTTPException(status_code=409, detail=f"conversation is {conversation.status}, not waiting")
     flows.claim(db_session=db_session, conversation=conversation, agent_id=agent.id)
-    conversations.add_system_message(
+    joined = conversations.add_system_message(
         db_session=db_session, conversation=conversation, kind="agent_joined",
         text=texts.AGENT_JOINED.format(name=agent.display_name),
     )
     db_session.commit()
+    _push(request, db_session, conversation, joined)
     return _conversation_out(conversation)
 
 
 @router.post("/conversations/{public_id}/messages", response_model=MessageOut, status_code=201)
-def reply(public_id: str, body: ReplyIn, agent: CurrentAgent, db_session: DbSession) -> MessageOut:
+def reply(public_id: str, body: ReplyIn, agent: CurrentAgent, request: Request, db_session: DbSession) -> MessageOut:
     """Write to the customer, or a private note other agents see."""
     conversation = _get(db_session, public_id)
     _own(conversation, agent)
@@ -210,19 +216,30 @@ def reply(public_id: str, body: ReplyIn, agent: CurrentAgent, db_session: DbSess
     if not body.private and conversation.first_human_reply_at is None:
         conversation.first_human_reply_at = utcnow()
     db_session.commit()
+    if not body.private:
+        _push(request, db_session, conversation, message)
     return _message_out(message, conversation.public_id)
 
 
 @router.post("/conversations/{public_id}/resolve", response_model=ConversationOut)
-def resolve(public_id: str, agent: CurrentAgent, db_session: DbSession) -> ConversationOut:
+def resolve(public_id: str, agent: CurrentAgent, request: Request, db_session: DbSession) -> ConversationOut:
     """Close the conversation; the customer is asked how easy it was (CES)."""
     conversation = _get(db_session, public_id)
     _own(conversation, agent)
     flows.resolve(db_session=db_session, conversation=conversation)
-    conversations.add_system_message(db_session=db_session, conversation=conversation, kind="ces",
-                                     text=texts.CES_QUESTION)
+    ces = conversations.add_system_message(
+        db_session=db_session, conversation=conversation, kind="ces", text=texts.CES_QUESTION
+    )
     db_session.commit()
+    _push(request, db_session, conversation, ces)
     return _conversation_out(conversation)
+
+
+def _push(request: Request, db_session: DbSession, conversation: Conversation, message: Message) -> None:
+    """Push a committed message to the customer's live channel (the outbox already holds it)."""
+    source_id = conversations.get_source_id(db_session=db_session, conversation=conversation)
+    if source_id is not None:
+        request.app.state.delivery.deliver_from_thread(conversation.channel, source_id, [reply_from_message(message)])
 
 
 def _message_out(m: object, public_id: str) -> MessageOut:
@@ -242,4 +259,186 @@ def _message_out(m: object, public_id: str) -> MessageOut:
                 "created_at",
             )
         },
+    )
+
+
+# -- the agent workspace: live transcript, transfer, knowledge (agent view), assist, paraphrases, callbacks ----
+
+
+class AgentBrief(BaseModel):
+    id: int
+    username: str
+    display_name: str
+    presence: str
+
+
+class TransferIn(BaseModel):
+    agent_id: int
+
+
+class KbHitOut(BaseModel):
+    id: str
+    title: str
+    answer: str
+    agent_note: str
+    audience: str
+    confidence: float
+
+
+class ParaphraseIn(BaseModel):
+    text: str = Field(min_length=1, max_length=500)
+
+
+class CallbackOut(BaseModel):
+    id: int
+    conversation_id: str
+    phone: str
+    slot_start: datetime
+    slot_end: datetime
+    status: str
+
+
+class CallbackStatusIn(BaseModel):
+    status: Literal["called", "no_answer", "done"]
+
+
+@router.get("/me", response_model=AgentOut)
+def me(agent: CurrentAgent) -> AgentOut:
+    """Who is logged in (the console starts here)."""
+    return _agent_out(agent)
+
+
+@router.get("/agents", response_model=list[AgentBrief])
+def list_agents(agent: CurrentAgent, db_session: DbSession) -> list[AgentBrief]:
+    """Colleagues to transfer to."""
+    return [
+        AgentBrief(id=a.id, username=a.username, display_name=a.display_name, presence=a.presence)
+        for a in service.get_all(db_session=db_session)
+    ]
+
+
+@router.get("/conversations/{public_id}/messages", response_model=list[MessageOut])
+def list_messages(public_id: str, agent: CurrentAgent, db_session: DbSession, after: int = 0) -> list[MessageOut]:
+    """The transcript after a message id (the console polls this while a conversation is open)."""
+    conversation = _get(db_session, public_id)
+    rows = conversations.get_messages(db_session=db_session, conversation_id=conversation.id, include_private=True)
+    return [_message_out(m, conversation.public_id) for m in rows if m.id > after]
+
+
+@router.post("/conversations/{public_id}/transfer", response_model=ConversationOut)
+def transfer(public_id: str, body: TransferIn, agent: CurrentAgent, db_session: DbSession) -> ConversationOut:
+    """Hand the conversation to another agent; only its holder may."""
+    conversation = _get(db_session, public_id)
+    _own(conversation, agent)
+    target = db_session.get(Agent, body.agent_id)
+    if target is None:
+        raise HTTPException(status_code=404, detail="no such agent")
+    try:
+        flows.transition(conversation, Status.HUMAN, agent_id=target.id)
+    except flows.IllegalTransition as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from exc
+    conversations.add_message(
+        db_session=db_session,
+        conversation=conversation,
+        direction=Direction.OUT,
+        sender_type=SenderType.SYSTEM,
+        text=f"{agent.display_name} 将会话转给了 {target.display_name}",
+        kind="info",
+        private=True,
+    )
+    db_session.commit()
+    return _conversation_out(conversation)
+
+
+@router.get("/knowledge/search", response_model=list[KbHitOut])
+def knowledge_search(q: str, request: Request, agent: CurrentAgent, db_session: DbSession) -> list[KbHitOut]:
+    """The same knowledge base, agent view: agent notes and agent-only entries included."""
+    if not q.strip() or len(q) > 2000:
+        raise HTTPException(status_code=422, detail="the query is empty or too long")
+    return _agent_hits(request, db_session, q)
+
+
+@router.get("/conversations/{public_id}/assist", response_model=list[KbHitOut])
+def assist(public_id: str, request: Request, agent: CurrentAgent, db_session: DbSession) -> list[KbHitOut]:
+    """Entries for the customer's last message, without searching (agent assist)."""
+    conversation = _get(db_session, public_id)
+    rows = conversations.get_messages(db_session=db_session, conversation_id=conversation.id, include_private=False)
+    last = next((m for m in reversed(rows) if m.direction == Direction.IN.value and m.text.strip()), None)
+    return _agent_hits(request, db_session, last.text) if last is not None else []
+
+
+@router.post("/knowledge/{kb_id}/paraphrases", response_model=KbHitOut, status_code=201)
+def save_paraphrase(kb_id: str, body: ParaphraseIn, agent: CurrentAgent, db_session: DbSession) -> KbHitOut:
+    """The customer's wording becomes a paraphrase of the right entry (versioned, live in the index at once)."""
+    entry = kb_service.get_by_external_id(db_session=db_session, external_id=kb_id)
+    if entry is None:
+        raise HTTPException(status_code=404, detail="no such entry")
+    text = body.text.strip()
+    similar = [s.text for s in entry.similar]
+    if text and text not in similar and text != entry.title:
+        kb_service.update(
+            db_session=db_session,
+            entry=entry,
+            entry_in=EntryUpdate(similar=[*similar, text]),
+            actor=f"agent:{agent.username}",
+        )
+        db_session.commit()
+    return _hit_out(entry, 1.0)
+
+
+@router.get("/callbacks", response_model=list[CallbackOut])
+def list_callbacks(agent: CurrentAgent, db_session: DbSession) -> list[CallbackOut]:
+    """Requested callbacks, soonest slot first."""
+    return [
+        CallbackOut(
+            id=cb.id,
+            conversation_id=public_id,
+            phone=cb.phone,
+            slot_start=cb.slot_start,
+            slot_end=cb.slot_end,
+            status=cb.status,
+        )
+        for cb, public_id in conversations.get_callbacks(db_session=db_session)
+    ]
+
+
+@router.post("/callbacks/{callback_id}", response_model=CallbackOut)
+def update_callback(
+    callback_id: int, body: CallbackStatusIn, agent: CurrentAgent, db_session: DbSession
+) -> CallbackOut:
+    """Mark a callback called, not answered or done."""
+    row = conversations.get_callback(db_session=db_session, callback_id=callback_id)
+    if row is None:
+        raise HTTPException(status_code=404, detail="no such callback")
+    row.status = body.status
+    db_session.commit()
+    conversation = db_session.get(Conversation, row.conversation_id)
+    return CallbackOut(
+        id=row.id,
+        conversation_id=conversation.public_id if conversation else "",
+        phone=row.phone,
+        slot_start=row.slot_start,
+        slot_end=row.slot_end,
+        status=row.status,
+    )
+
+
+def _agent_hits(request: Request, db_session: DbSession, q: str) -> list[KbHitOut]:
+    live = get_live_index(request)
+    try:
+        outcome = kb_service.search(index=live.index, query=q, audience="agent", limit=5)
+    except ValueError as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from exc
+    entries = kb_service.hydrate(db_session=db_session, entry_ids=[h.entry_id for h in outcome.hits])
+    return [_hit_out(entries[h.entry_id], h.confidence) for h in outcome.hits if h.entry_id in entries]
+
+
+def _hit_out(entry: Entry, confidence: float) -> KbHitOut:
+    return KbHitOut(
+        id=entry.external_id,
+        title=entry.title,
+        answer=entry.answer,
+        agent_note=entry.agent_note,
+        audience=str(entry.audience),
+        confidence=round(confidence, 4),
     )

@@ -1,6 +1,7 @@
 """The per-message routing flow: persist, then the human, the knowledge base or Rasa answers."""
 
 import asyncio
+import functools
 import json
 import logging
 import re
@@ -16,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from common.channels import HandoffInfo, InboundMessage, InboundResult, Reply, ReplyKind, ReplyOption
 from common.db import session_scope, utcnow
+from gateway.clients.billing import DemoBilling
 from gateway.clients.rasa import RasaClient, RasaUnavailable
 from gateway.conversation import flows, routing, service, texts
 from gateway.conversation.models import (
@@ -28,6 +30,8 @@ from gateway.conversation.models import (
     Status,
     Tier,
 )
+from gateway.notices import flows as notice_flows
+from gateway.notices import service as notice_service
 from gateway.settings import GatewaySettings
 from knowledge import service as kb_service
 from knowledge.flows import LiveIndex
@@ -68,6 +72,8 @@ class Begun:
     failure_streak: int
     last_kb_id: str | None
     last_kb_title: str | None
+    # The proactive notice waiting for this customer's confirm / decline, if any (from our database).
+    pending_notice: str | None = None
     replay: InboundResult | None = None
 
 
@@ -80,6 +86,8 @@ class Outcome:
     tracker_events: list[dict[str, Any]] = field(default_factory=list)
     # helpful | unhelpful: recorded on the last answer when the gateway itself (not Rasa) took the feedback.
     feedback: str | None = None
+    # confirm | decline: the gateway records the customer's answer to a notice itself (Rasa unavailable).
+    notice_decision: str | None = None
 
 
 class ConversationEngine:
@@ -102,6 +110,7 @@ class ConversationEngine:
         self._settings = settings
         self._clock = clock
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._tracker_writes: dict[str, asyncio.Task[None]] = {}
 
     async def handle(self, message: InboundMessage) -> InboundResult:
         """Persist the message, answer it (or pass it to the human), persist the replies."""
@@ -109,7 +118,12 @@ class ConversationEngine:
         if lock is None:
             lock = asyncio.Lock()
             self._locks[f"{message.channel}:{message.sender}"] = lock
+        key = f"{message.channel}:{message.sender}"
         async with lock:
+            # The previous turn's tracker write must land before this turn reads Rasa's state.
+            pending = self._tracker_writes.get(key)
+            if pending is not None:
+                await asyncio.wait([pending])
             begun = await run_in_threadpool(self._begin, message)
             if begun.replay is not None:
                 return begun.replay
@@ -120,11 +134,22 @@ class ConversationEngine:
                 outcome = Outcome(replies=[Reply(kind="info", text=texts.ERROR)])
             result = await run_in_threadpool(self._finish, begun, outcome)
             if outcome.tracker_events and self._rasa is not None and self._rasa_ready():
-                try:
-                    await self._rasa.append_events(begun.public_id, outcome.tracker_events)
-                except RasaUnavailable as exc:
-                    log.warning("could not write a KB turn into Rasa's tracker: %s", exc)
+                # Written after the customer has the answer: the KB turn does not wait on Rasa's tracker.
+                task = asyncio.create_task(self._write_tracker(begun.public_id, outcome.tracker_events))
+                self._tracker_writes[key] = task
+                task.add_done_callback(functools.partial(self._forget_write, key))
             return result
+
+    def _forget_write(self, key: str, done: "asyncio.Task[None]") -> None:
+        if self._tracker_writes.get(key) is done:
+            del self._tracker_writes[key]
+
+    async def _write_tracker(self, public_id: str, events: list[dict[str, Any]]) -> None:
+        assert self._rasa is not None
+        try:
+            await self._rasa.append_events(public_id, events)
+        except RasaUnavailable as exc:
+            log.warning("could not write a KB turn into Rasa's tracker: %s", exc)
 
     async def outbound(self, channel: str, sender: str, after_id: int) -> list[Reply]:
         """Messages the customer was sent after a message id, across their conversations on a channel."""
@@ -133,7 +158,7 @@ class ConversationEngine:
     def _outbound(self, channel: str, sender: str, after_id: int) -> list[Reply]:
         with self._factory() as db:
             messages = service.get_sent(db_session=db, channel=channel, source_id=sender, after_id=after_id)
-            return [_reply_from_message(m) for m in messages]
+            return [reply_from_message(m) for m in messages]
 
     # -- transactions ---------------------------------------------------------------------------
 
@@ -170,6 +195,7 @@ class ConversationEngine:
         self, db: Session, conversation: Conversation, inbound: Message, replay: InboundResult | None = None
     ) -> Begun:
         last = service.get_last_answer(db_session=db, conversation_id=conversation.id)
+        pending = notice_service.get_open_decision(db_session=db, contact_id=conversation.contact_id)
         last_entry = (
             kb_service.get_by_external_id(db_session=db, external_id=last.kb_entry_id)
             if last and last.kb_entry_id
@@ -184,6 +210,7 @@ class ConversationEngine:
             failure_streak=conversation.failure_streak,
             last_kb_id=last.kb_entry_id if last else None,
             last_kb_title=last_entry.title if last_entry else None,
+            pending_notice=pending.name if pending is not None else None,
             replay=replay,
         )
 
@@ -195,6 +222,8 @@ class ConversationEngine:
             replies = list(outcome.replies)
             if outcome.handoff is not None:
                 replies = self._apply_handoff(db, conversation, outcome.handoff, replies)
+            if outcome.notice_decision is not None:
+                replies = [*replies, self._decide_notice(db, conversation, outcome.notice_decision)]
             if outcome.reset_streak:
                 conversation.failure_streak = 0
             elif outcome.failure:
@@ -217,6 +246,17 @@ class ConversationEngine:
                 service.record_feedback(db_session=db, conversation=conversation, kind=outcome.feedback)
             service.mark_processed(db_session=db, message=inbound)
             return _result(conversation, stored, False, inbound_id=inbound.id)
+
+    def _decide_notice(self, db: Session, conversation: Conversation, decision: str) -> Reply:
+        notice = notice_service.get_open_decision(db_session=db, contact_id=conversation.contact_id)
+        if notice is None:
+            return Reply(kind="info", text=texts.NOTICE_NONE)
+        notice = notice_flows.decide(db_session=db, notice=notice, decision=decision, billing=DemoBilling(db))
+        if notice.status == "confirmed":
+            return Reply(kind="notice_confirmed", text=texts.NOTICE_CONFIRMED)
+        if notice.status == "declined":
+            return Reply(kind="notice_declined", text=texts.NOTICE_DECLINED)
+        return Reply(kind="info", text=texts.NOTICE_NONE)
 
     def _apply_handoff(
         self, db: Session, conversation: Conversation, handoff: HandoffInfo, replies: list[Reply]
@@ -254,17 +294,20 @@ class ConversationEngine:
 
         rasa_up = self._rasa is not None and self._rasa_ready()
         kb_task = asyncio.create_task(self._search(text, begun))
-        nlu, state = routing.Nlu("nlu_fallback", 0.0), routing.DialogueState(last_kb_id=begun.last_kb_id)
+        nlu = routing.Nlu("nlu_fallback", 0.0)
+        state = routing.DialogueState(pending_notice=begun.pending_notice is not None, last_kb_id=begun.last_kb_id)
         if rasa_up:
             assert self._rasa is not None
             try:
                 parsed, tracker = await asyncio.gather(self._rasa.parse(text), self._rasa.tracker(begun.public_id))
                 nlu = routing.Nlu.from_parse(parsed)
                 state = routing.DialogueState.from_tracker(tracker)
-                if state.last_kb_id is None and begun.last_kb_id:
-                    state = routing.DialogueState(
-                        state.active_loop, state.pending_notice, state.offered_human, begun.last_kb_id
-                    )
+                state = routing.DialogueState(
+                    state.active_loop,
+                    state.pending_notice or begun.pending_notice is not None,
+                    state.offered_human,
+                    state.last_kb_id or begun.last_kb_id,
+                )
             except RasaUnavailable as exc:
                 log.warning("Rasa unavailable, degrading: %s", exc)
                 rasa_up = False
@@ -387,6 +430,9 @@ class ConversationEngine:
             return Outcome(
                 replies=[Reply(kind="handoff", text=texts.DEGRADED_QUEUED, handoff=handoff)], handoff=handoff
             )
+        if intent in ("notice_confirm", "notice_decline") and begun.pending_notice:
+            decision = "confirm" if intent == "notice_confirm" else "decline"
+            return Outcome(replies=[], notice_decision=decision)
         if intent == "greet":
             return Outcome(replies=[Reply(kind="greet", text=texts.GREET)])
         if intent == "thank":
@@ -490,10 +536,12 @@ def _payload(reply: Reply) -> dict[str, Any]:
         data["options"] = [o.model_dump() for o in reply.options]
     if reply.handoff:
         data["handoff"] = reply.handoff.model_dump()
+    if reply.url:
+        data["url"] = reply.url
     return data
 
 
-def _reply_from_message(m: Message) -> Reply:
+def reply_from_message(m: Message) -> Reply:
     kind = m.kind if m.kind in REPLY_KINDS else "agent" if m.sender_type == SenderType.AGENT.value else "info"
     return Reply(
         text=m.text,
@@ -502,13 +550,14 @@ def _reply_from_message(m: Message) -> Reply:
         options=[ReplyOption(**o) for o in (m.payload or {}).get("options", [])],
         handoff=HandoffInfo(**m.payload["handoff"]) if (m.payload or {}).get("handoff") else None,
         message_id=m.id,
+        url=(m.payload or {}).get("url"),
     )
 
 
 def _result(
     conversation: Conversation, messages: list[Message], replayed: bool, *, inbound_id: int | None = None
 ) -> InboundResult:
-    replies = [_reply_from_message(m) for m in messages]
+    replies = [reply_from_message(m) for m in messages]
     return InboundResult(
         conversation_id=conversation.public_id,
         status=conversation.status,

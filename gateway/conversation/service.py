@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from common.db import utcnow
@@ -96,6 +96,33 @@ def get_sent(*, db_session: Session, channel: str, source_id: str, after_id: int
     )
 
 
+def get_source_id(*, db_session: Session, conversation: Conversation) -> str | None:
+    """How the conversation's channel names its customer (where a push goes)."""
+    return db_session.scalar(
+        select(ChannelIdentity.source_id).where(
+            ChannelIdentity.contact_id == conversation.contact_id, ChannelIdentity.channel == conversation.channel
+        )
+    )
+
+
+def get_callbacks(*, db_session: Session) -> list[tuple[Callback, str]]:
+    """Callbacks not yet done, soonest slot first, with their conversation's public id."""
+    return [
+        (row, public_id)
+        for row, public_id in db_session.execute(
+            select(Callback, Conversation.public_id)
+            .join(Conversation, Conversation.id == Callback.conversation_id)
+            .where(Callback.status != "done")
+            .order_by(Callback.slot_start)
+        )
+    ]
+
+
+def get_callback(*, db_session: Session, callback_id: int) -> Callback | None:
+    """One callback."""
+    return db_session.get(Callback, callback_id)
+
+
 def get_timeline(*, db_session: Session, contact_id: int) -> list[tuple[Conversation, Message]]:
     """Everything a contact said and was told, across channels and conversations, oldest first."""
     rows = db_session.execute(
@@ -108,13 +135,15 @@ def get_timeline(*, db_session: Session, contact_id: int) -> list[tuple[Conversa
 
 
 def get_last_answer(*, db_session: Session, conversation_id: int) -> Message | None:
-    """The bot's most recent knowledge answer in a conversation."""
+    """The bot's most recent knowledge answer in a conversation (a notice built from an entry counts)."""
     return db_session.scalar(
         select(Message)
         .where(
             Message.conversation_id == conversation_id,
-            Message.sender_type == SenderType.BOT.value,
-            Message.kind == "answer",
+            or_(
+                and_(Message.sender_type == SenderType.BOT.value, Message.kind == "answer"),
+                and_(Message.kind == "notice", Message.kb_entry_id.is_not(None)),
+            ),
         )
         .order_by(Message.id.desc())
         .limit(1)

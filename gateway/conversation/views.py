@@ -11,6 +11,10 @@ from common.db import utcnow
 from common.web import DbSession
 from gateway.conversation import service
 from gateway.conversation.models import Conversation
+from gateway.notices import flows as notice_flows
+from gateway.notices import service as notice_service
+from gateway.notices.schemas import DecisionOut
+from gateway.notices.views import billing_for
 from gateway.settings import GatewaySettings, parse_hours
 
 
@@ -119,9 +123,19 @@ def callback(public_id: str, body: CallbackIn, request: Request, db_session: DbS
     return CallbackOut(callback_id=row.id)
 
 
-@router.post("/conversations/{public_id}/notice-decision")
-def notice_decision(public_id: str, body: DecisionIn, db_session: DbSession) -> dict[str, object]:
-    """Confirm or decline the notice waiting for this customer's decision."""
-    _conversation(db_session, public_id)
-    # Proactive notices arrive with the connectors issue; until then nothing is ever pending.
-    raise HTTPException(status_code=404, detail="no notice is waiting for a decision")
+@router.post("/conversations/{public_id}/notice-decision", response_model=DecisionOut)
+def notice_decision(public_id: str, body: DecisionIn, request: Request, db_session: DbSession) -> DecisionOut:
+    """Confirm or decline the notice waiting for this customer's decision (a confirmed action is carried out)."""
+    conversation = _conversation(db_session, public_id)
+    notice = notice_service.get_open_decision(db_session=db_session, contact_id=conversation.contact_id)
+    if notice is None:
+        raise HTTPException(status_code=404, detail="no notice is waiting for a decision")
+    notice = notice_flows.decide(
+        db_session=db_session, notice=notice, decision=body.decision, billing=billing_for(request, db_session)
+    )
+    db_session.commit()
+    if notice.status == "expired":
+        raise HTTPException(status_code=404, detail="the notice expired before the decision")
+    return DecisionOut(
+        notice_id=notice.id, notice=notice.name, status=notice.status, action_result=notice.action_result
+    )

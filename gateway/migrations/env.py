@@ -5,7 +5,8 @@ from sqlalchemy import Connection
 
 # Importing the models registers their tables on Base.metadata.
 import gateway.agent.models
-import gateway.conversation.models  # noqa: F401
+import gateway.conversation.models
+import gateway.notices.models  # noqa: F401
 import knowledge.models  # noqa: F401
 from common.db import Base, make_engine
 

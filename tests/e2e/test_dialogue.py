@@ -88,13 +88,36 @@ def test_unhelpful_answer_is_recorded(product: Product, sender: str) -> None:
     assert outcome(say(product, sender, "没用，你说的我都试过了")) == "feedback_recorded"
 
 
-def test_scripted_dev_dialogues(product: Product, tmp_path: Path) -> None:
+def _credentials(product: Product, tmp_path: Path) -> Path:
     credentials = tmp_path / "credentials.json"
-    credentials.write_text(json.dumps({"agent": product.agent}), encoding="utf-8")
+    key = (product.var / "secrets" / "events_api_key").read_text().strip()
+    credentials.write_text(json.dumps({"agent": product.agent, "events_api_key": key}), encoding="utf-8")
+    return credentials
 
-    result = evaluate_dialogues(path=SHARED_KB / "dialogues.jsonl", url=product.url, credentials=credentials)
 
-    # Notice dialogues are reported as skipped until proactive notices exist. The floor guards against
-    # regressions at today's level (0.76); the issue's target of 0.90 is not reached yet.
-    assert result["dialogues"] + len(result["skipped"]) == 24
+def test_scripted_dev_dialogues(product: Product, tmp_path: Path) -> None:
+    result = evaluate_dialogues(
+        path=SHARED_KB / "dialogues.jsonl", url=product.url, credentials=_credentials(product, tmp_path)
+    )
+
+    # The floor guards against regressions at today's level; the issue's target of 0.90 is not reached yet.
+    assert result["dialogues"] == 24 and result["skipped"] == []
     assert result["turn_accuracy"] >= 0.7, json.dumps(result["failures"], ensure_ascii=False, indent=1)
+
+
+def test_notice_dialogues_confirm_decline_and_questions(product: Product, tmp_path: Path) -> None:
+    """D09–D11: a roaming notice from KB0504; 确认 closes the day pass, 不用关 keeps it, questions stay answered."""
+    notices = tmp_path / "notices.jsonl"
+    notices.write_text(
+        "".join(
+            line + "\n"
+            for line in (SHARED_KB / "dialogues.jsonl").read_text(encoding="utf-8").splitlines()
+            if '"[notice:' in line
+        ),
+        encoding="utf-8",
+    )
+
+    result = evaluate_dialogues(path=notices, url=product.url, credentials=_credentials(product, tmp_path))
+
+    assert result["dialogues"] == 3 and result["skipped"] == []
+    assert result["turn_accuracy"] == 1.0, json.dumps(result["failures"], ensure_ascii=False, indent=1)

@@ -1,0 +1,1 @@
+"""Proactive notices: business events become notices, delivered durably, answered with one tap."""

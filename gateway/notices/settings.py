@@ -1,0 +1,60 @@
+"""Notice settings (``KEFU_NOTICES_`` prefix); the events API key is a secret with no default."""
+
+import os
+import secrets
+from datetime import time
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class NoticeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KEFU_NOTICES_", extra="ignore")
+
+    # What the operator's systems present to `POST /api/v1/events`; `kefu run` generates one into var/secrets.
+    api_key: SecretStr | None = None
+    # No notices in these local hours unless the event is urgent (they wait for the morning).
+    quiet_hours: str = "22:00-08:00"
+    max_per_day: int = Field(default=3, ge=1)
+    # How often scheduled notices (quiet hours, retries) are looked for; 0 turns the background sender off
+    # (events are still delivered at once), for tests whose requests share one database connection.
+    poll_s: float = Field(default=2.0, ge=0)
+    max_attempts: int = Field(default=6, ge=1)
+    batch: int = Field(default=200, ge=1)
+    # The base of confirm-page links in SMS and template messages.
+    public_url: str = "http://127.0.0.1:8000"
+    # The operator's billing API; unset: the demo billing system in our own database.
+    billing_url: str = ""
+    billing_api_key: SecretStr | None = None
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet(cls, value: str) -> str:
+        if value:
+            quiet_window(value)
+        return value
+
+
+def quiet_window(value: str) -> tuple[time, time]:
+    """'22:00-08:00' → (22:00, 08:00); unlike service hours, quiet hours may wrap midnight."""
+    start, _, end = value.strip().partition("-")
+    try:
+        return time.fromisoformat(start), time.fromisoformat(end)
+    except ValueError as exc:
+        raise ValueError(f"expected HH:MM-HH:MM, got {value!r}") from exc
+
+
+def events_api_key(var_dir: Path) -> SecretStr:
+    """The operator's key from the environment, or one generated once under var/secrets (shown by `kefu demo load`)."""
+    configured = os.environ.get("KEFU_NOTICES_API_KEY")
+    if configured:
+        return SecretStr(configured)
+    path = var_dir / "secrets" / "events_api_key"
+    if path.exists():
+        return SecretStr(path.read_text().strip())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32)
+    path.write_text(value)
+    path.chmod(0o600)
+    return SecretStr(value)
