@@ -18,6 +18,7 @@ from connectors.rest import channel as rest_channel
 from connectors.wechat import channel as wechat_channel
 from connectors.wechat.settings import WechatSettings
 from gateway import health, webchat
+from gateway.admin import views as admin_views
 from gateway.agent import pages as agent_pages
 from gateway.agent import views as agent_views
 from gateway.clients.rasa import RasaClient
@@ -180,6 +181,8 @@ def create_app(
     )
     app.include_router(agent_views.router)
     app.include_router(agent_pages.router)
+    app.include_router(admin_views.router)
+    app.include_router(admin_views.pages)
     app.include_router(internal_views.router)
     app.include_router(notice_views.router)
     return app
