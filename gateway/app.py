@@ -55,7 +55,7 @@ def open_live_index(
     embedder: Embedder | None = None,
 ) -> LiveIndex:
     """Load or rebuild the index for the current database (blocking; call from a thread)."""
-    synonyms = Normaliser.load_synonyms(kb_settings.synonyms_path)
+    synonyms = Normaliser.load_synonyms(kb_settings.synonyms_in_force(common.var_dir))
     return LiveIndex.open(
         session_factory=session_factory,
         directory=kb_settings.index_dir or common.var_dir / "index",
@@ -167,6 +167,8 @@ def create_app(
     # Channels register their push senders here while routers are built (see gateway/delivery.py).
     app.state.delivery = Delivery()
     app.state.notice_settings = notice_settings
+    app.state.common = common
+    app.state.kb_settings = kb_settings
     app.include_router(health.router)
     app.include_router(knowledge_views.router)
     app.include_router(
@@ -226,5 +228,5 @@ def _save_now(app: FastAPI, kb_settings: KnowledgeSettings) -> None:
     if live is not None:
         live.save_if_dirty(
             session_factory=app.state.session_factory,
-            synonyms=Normaliser.load_synonyms(kb_settings.synonyms_path),
+            synonyms=Normaliser.load_synonyms(kb_settings.synonyms_in_force(app.state.common.var_dir)),
         )

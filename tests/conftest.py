@@ -4,9 +4,12 @@ import os
 import uuid
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -99,3 +102,43 @@ def session_factory(connection: Connection) -> sessionmaker[Session]:
 def db_session(session_factory: sessionmaker[Session]) -> Iterator[Session]:
     with session_factory() as session:
         yield session
+
+
+@pytest.fixture(scope="module")
+def factory(engine: Engine) -> Iterator[sessionmaker[Session]]:
+    """One rolled-back transaction for a whole module: the demo KB and its index are built once."""
+    with engine.connect() as connection:
+        outer = connection.begin()
+        yield sessionmaker(bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint")
+        outer.rollback()
+
+
+@contextmanager
+def demo_gateway(
+    factory: sessionmaker[Session], var: Path, *, internal_token: str = "t" * 32, **settings: Any
+) -> Iterator[TestClient]:
+    """A gateway on `factory` with the demo KB imported and indexed, no Rasa (the engine degrades)."""
+    from pydantic import SecretStr
+
+    from common.settings import CommonSettings
+    from gateway.app import create_app
+    from gateway.settings import GatewaySettings
+    from knowledge import flows
+    from knowledge.retrieval import UseEmbedder
+    from knowledge.settings import KnowledgeSettings
+
+    kb = KnowledgeSettings(index_dir=var / "index")
+    flows.import_jsonl(session_factory=factory, path=kb.demo_kb_path, actor="demo")
+    # Nothing answers on port 9: no Rasa here, even if a developer runs one on the default port.
+    gateway = GatewaySettings(rasa_url="http://127.0.0.1:9", internal_token=SecretStr(internal_token))
+    app = create_app(
+        common=CommonSettings(var_dir=var),
+        kb_settings=kb,
+        gateway_settings=gateway,
+        session_factory=factory,
+        embedder=UseEmbedder(),
+        **settings,
+    )
+    with TestClient(app) as client:
+        assert app.state.index_ready.wait(180), "index never became ready"
+        yield client

@@ -1,5 +1,6 @@
 """The admin API (`/api/v1/admin/…`, admin role only, enforced here) and the console page at `/admin`."""
 
+import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -14,7 +15,9 @@ from gateway.admin import service
 from gateway.agent.auth import CurrentAdmin
 from knowledge import service as kb_service
 from knowledge.models import Entry, EntryStatus
+from knowledge.retrieval import Normaliser
 from knowledge.schemas import EntryCreate, EntryUpdate
+from knowledge.settings import EDITED_SYNONYMS
 from knowledge.views import get_live_index
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
@@ -251,6 +254,51 @@ def gaps(admin: CurrentAdmin, db_session: DbSession, days: int = 28) -> GapsOut:
             for g in service.group(found)
         ],
     )
+
+
+class SynonymsIn(BaseModel):
+    pairs: list[tuple[str, str]] = Field(max_length=5000)
+
+
+class SynonymsOut(BaseModel):
+    pairs: list[tuple[str, str]]
+    rebuilding: bool = False
+
+
+@router.get("/synonyms", response_model=SynonymsOut)
+def get_synonyms(request: Request, admin: CurrentAdmin) -> SynonymsOut:
+    """The synonym table in force (variant → canonical)."""
+    path = request.app.state.kb_settings.synonyms_in_force(request.app.state.common.var_dir)
+    return SynonymsOut(pairs=Normaliser.load_synonyms(path), rebuilding=_rebuilding(request))
+
+
+@router.put("/synonyms", response_model=SynonymsOut, status_code=202)
+def put_synonyms(body: SynonymsIn, request: Request, admin: CurrentAdmin) -> SynonymsOut:
+    """Replace the synonym table; the index re-normalises every entry in the background (seconds)."""
+    pairs = [(a.strip(), b.strip()) for a, b in body.pairs]
+    bad = [p for p in pairs if not p[0] or not p[1] or any(c in "\t\n#" for c in p[0] + p[1]) or p[0] == p[1]]
+    if bad:
+        raise HTTPException(status_code=422, detail=f"invalid pairs (empty, tab, newline, # or identical): {bad[:5]}")
+    live = get_live_index(request)
+    path = request.app.state.common.var_dir / EDITED_SYNONYMS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(
+        f"# edited in the admin console by {admin.username}\n" + "".join(f"{a}\t{b}\n" for a, b in pairs),
+        encoding="utf-8",
+    )
+    tmp.replace(path)  # atomic: a crash leaves the old table or the new one, never half of each
+    if _rebuilding(request):
+        raise HTTPException(status_code=409, detail="the index is still rebuilding for the last edit; retry shortly")
+    rebuild = threading.Thread(target=live.index.set_synonyms, args=(pairs,), name="kb-synonyms", daemon=True)
+    request.app.state.synonyms_rebuild = rebuild
+    rebuild.start()
+    return SynonymsOut(pairs=pairs, rebuilding=True)
+
+
+def _rebuilding(request: Request) -> bool:
+    rebuild: threading.Thread | None = getattr(request.app.state, "synonyms_rebuild", None)
+    return rebuild is not None and rebuild.is_alive()
 
 
 @pages.get("/admin")

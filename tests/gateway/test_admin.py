@@ -1,50 +1,24 @@
 """The admin API against a real database (SQLite and PostgreSQL): the role is enforced on the API, edits are
 versioned and live in search at once, restore, the test bench and knowledge gaps."""
 
+import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
-from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from common.settings import CommonSettings
 from gateway.agent.models import Role
-from gateway.app import create_app
-from gateway.settings import GatewaySettings
-from knowledge import flows
-from knowledge.retrieval import UseEmbedder
-from knowledge.settings import KnowledgeSettings
+from tests.conftest import demo_gateway
 from tests.gateway import factories
 
 A = "/api/v1/admin/knowledge"
 
 
 @pytest.fixture(scope="module")
-def factory(engine: Engine) -> Iterator[sessionmaker[Session]]:
-    with engine.connect() as connection:
-        outer = connection.begin()
-        yield sessionmaker(bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint")
-        outer.rollback()
-
-
-@pytest.fixture(scope="module")
 def client(factory: sessionmaker[Session], tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    tmp = tmp_path_factory.mktemp("admin")
-    kb = KnowledgeSettings(index_dir=tmp / "index")
-    flows.import_jsonl(session_factory=factory, path=kb.demo_kb_path, actor="demo")
-    app = create_app(
-        common=CommonSettings(var_dir=Path(tmp)),
-        kb_settings=kb,
-        gateway_settings=GatewaySettings(rasa_url="http://127.0.0.1:9", internal_token=SecretStr("t" * 32)),
-        session_factory=factory,
-        embedder=UseEmbedder(),
-    )
-    with TestClient(app) as client:
-        assert app.state.index_ready.wait(180), "index never became ready"
+    with demo_gateway(factory, tmp_path_factory.mktemp("admin")) as client:
         yield client
 
 
@@ -122,3 +96,24 @@ def test_unanswered_and_unhelpful_questions_become_grouped_gaps(
     gaps = client.get(f"{A}/gaps", headers=admin).json()
     group = next(g for g in gaps["groups"] if "量子套餐" in g["representative"])
     assert group["count"] == 2 and sum(gaps["weeks"].values()) >= 2
+
+
+def test_a_synonym_edited_by_an_admin_changes_normalisation_after_the_background_rebuild(
+    client: TestClient, factory: sessionmaker[Session]
+) -> None:
+    admin = bearer(client, factory, Role.ADMIN)
+    client.cookies.clear()
+    assert client.put("/api/v1/admin/synonyms", json={"pairs": []}).status_code == 401
+    pairs = client.get("/api/v1/admin/synonyms", headers=admin).json()["pairs"]
+    assert client.put("/api/v1/admin/synonyms", json={"pairs": [["星币", "星币"]]}, headers=admin).status_code == 422
+
+    accepted = client.put("/api/v1/admin/synonyms", json={"pairs": [*pairs, ["星币", "话费"]]}, headers=admin)
+
+    assert accepted.status_code == 202 and accepted.json()["rebuilding"] is True
+    deadline = time.monotonic() + 300
+    while client.get("/api/v1/admin/synonyms", headers=admin).json()["rebuilding"]:
+        assert time.monotonic() < deadline, "the index never finished rebuilding"
+        time.sleep(0.5)
+    [customer, _] = client.get(f"{A}/test", params={"q": "星币余额怎么查"}, headers=admin).json()
+    assert "话费" in customer["normalised_query"]
+    assert ["星币", "话费"] in client.get("/api/v1/admin/synonyms", headers=admin).json()["pairs"]

@@ -4,51 +4,23 @@ persist first, idempotent retries, KB answers, handoff, and the agent API end to
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
-from sqlalchemy import Engine, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from common.settings import CommonSettings
-from gateway.app import create_app
 from gateway.conversation.models import Message
-from gateway.settings import GatewaySettings
-from knowledge import flows
-from knowledge.retrieval import UseEmbedder
-from knowledge.settings import KnowledgeSettings
+from tests.conftest import demo_gateway
 from tests.gateway import factories
 
 TOKEN = "internal-token-for-tests-0123456789"
 
 
 @pytest.fixture(scope="module")
-def factory(engine: Engine) -> Iterator[sessionmaker[Session]]:
-    # One rolled-back transaction for the module: the demo KB and its index are built once.
-    with engine.connect() as connection:
-        outer = connection.begin()
-        yield sessionmaker(bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint")
-        outer.rollback()
-
-
-@pytest.fixture(scope="module")
 def client(factory: sessionmaker[Session], tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    tmp = tmp_path_factory.mktemp("gw")
-    kb = KnowledgeSettings(index_dir=tmp / "index")
-    flows.import_jsonl(session_factory=factory, path=kb.demo_kb_path, actor="demo")
-    settings = GatewaySettings(rasa_url="http://127.0.0.1:9", internal_token=SecretStr(TOKEN))
-    app = create_app(
-        common=CommonSettings(var_dir=Path(tmp)),
-        kb_settings=kb,
-        gateway_settings=settings,
-        session_factory=factory,
-        embedder=UseEmbedder(),
-    )
-    with TestClient(app) as client:
-        assert app.state.index_ready.wait(180), "index never became ready"
+    with demo_gateway(factory, tmp_path_factory.mktemp("gw"), internal_token=TOKEN) as client:
         yield client
 
 

@@ -4,26 +4,20 @@ deduplication, quiet hours, durable delivery into the customer's channel, decisi
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
-from sqlalchemy import Engine, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from common.settings import CommonSettings
-from gateway.app import create_app
 from gateway.notices import flows
 from gateway.notices.models import DemoPackage, Notice, NoticeStatus
 from gateway.notices.schemas import EventIn
 from gateway.notices.settings import NoticeSettings
-from gateway.settings import GatewaySettings
-from knowledge import flows as kb_flows
-from knowledge.retrieval import UseEmbedder
-from knowledge.settings import KnowledgeSettings
+from tests.conftest import demo_gateway
 from tests.notices.factories import roaming_event
 
 TOKEN = "internal-token-for-tests-0123456789"
@@ -31,31 +25,13 @@ KEY = "events-key-for-tests-0123456789"
 EVENTS = {"Authorization": f"Bearer {KEY}"}
 INTERNAL = {"Authorization": f"Bearer {TOKEN}"}
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-
-
-@pytest.fixture(scope="module")
-def factory(engine: Engine) -> Iterator[sessionmaker[Session]]:
-    with engine.connect() as connection:
-        outer = connection.begin()
-        yield sessionmaker(bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint")
-        outer.rollback()
+NOTICE_SETTINGS = NoticeSettings(api_key=SecretStr(KEY), quiet_hours="", poll_s=0)
 
 
 @pytest.fixture(scope="module")
 def client(factory: sessionmaker[Session], tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    tmp = tmp_path_factory.mktemp("notices")
-    kb = KnowledgeSettings(index_dir=tmp / "index")
-    kb_flows.import_jsonl(session_factory=factory, path=kb.demo_kb_path, actor="demo")
-    app = create_app(
-        common=CommonSettings(var_dir=Path(tmp)),
-        kb_settings=kb,
-        gateway_settings=GatewaySettings(rasa_url="http://127.0.0.1:9", internal_token=SecretStr(TOKEN)),
-        notice_settings=NoticeSettings(api_key=SecretStr(KEY), quiet_hours="", poll_s=0),
-        session_factory=factory,
-        embedder=UseEmbedder(),
-    )
-    with TestClient(app) as client:
-        assert app.state.index_ready.wait(180), "index never became ready"
+    var = tmp_path_factory.mktemp("notices")
+    with demo_gateway(factory, var, internal_token=TOKEN, notice_settings=NOTICE_SETTINGS) as client:
         yield client
 
 

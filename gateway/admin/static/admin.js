@@ -12,6 +12,7 @@
     document.getElementById("tab-entries").onclick = entries;
     document.getElementById("tab-gaps").onclick = gaps;
     document.getElementById("tab-bench").onclick = bench;
+    document.getElementById("tab-synonyms").onclick = synonyms;
     entries();
   });
 
@@ -128,6 +129,25 @@
       card.append(row);
       panel.append(card);
     });
+    root.append(panel);
+  }
+
+  async function synonyms() {
+    root.replaceChildren();
+    var panel = el("section", { "class": "panel" });
+    panel.style.margin = ".8rem";
+    var data = await api("GET", "/api/v1/admin/synonyms");
+    var box = el("textarea", { "data-testid": "synonyms-input", rows: "20" });
+    box.value = data.pairs.map(function (p) { return p[0] + " => " + p[1]; }).join("\n");
+    var msg = el("div", { "class": "muted", "data-testid": "synonyms-message" });
+    var save = el("button", { "data-testid": "synonyms-save", "class": "primary" }, "保存并重建索引");
+    save.onclick = async function () {
+      var pairs = box.value.split("\n").map(function (l) { return l.split("=>").map(function (x) { return x.trim(); }); })
+        .filter(function (p) { return p.length === 2 && p[0] && p[1]; });
+      try { await api("PUT", "/api/v1/admin/synonyms", { pairs: pairs }); msg.textContent = "已保存，索引正在后台重建（几秒钟）"; }
+      catch (err) { msg.textContent = "保存失败：" + err.message; }
+    };
+    panel.append(el("h2", {}, "同义词表（每行：说法 => 标准词）"), box, el("div", { "class": "row" }), save, msg);
     root.append(panel);
   }
 
