@@ -6,6 +6,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
+EDITED_SYNONYMS = "synonyms.tsv"
 
 
 class KnowledgeSettings(BaseSettings):
@@ -21,6 +22,11 @@ class KnowledgeSettings(BaseSettings):
     synonyms_path: Path = DATA_DIR / "synonyms.tsv"
     demo_kb_path: Path = DATA_DIR / "kb.jsonl"
     max_query_chars: int = Field(default=20_000, ge=1)
+
+    def synonyms_in_force(self, var_dir: Path) -> Path:
+        """The synonym table in force: the one an admin edited (`<var>/synonyms.tsv`), else the shipped one."""
+        edited = var_dir / EDITED_SYNONYMS
+        return edited if edited.exists() else self.synonyms_path
 
     @model_validator(mode="after")
     def _ordered(self) -> "KnowledgeSettings":
