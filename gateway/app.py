@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from common.db import make_engine, make_session_factory
 from common.logging import configure_logging
 from common.settings import CommonSettings
+from connectors.outbound import sms
 from connectors.rest import channel as rest_channel
 from connectors.wechat import channel as wechat_channel
 from connectors.wechat.settings import WechatSettings
@@ -167,6 +168,9 @@ def create_app(
     # Channels register their push senders here while routers are built (see gateway/delivery.py).
     app.state.delivery = Delivery()
     app.state.notice_settings = notice_settings
+    # No SMS gateway here: the demo records what would be sent (the operator plugs in its own gateway).
+    app.state.sms = sms.RecordingSms(common.var_dir / "outbox" / "sms.jsonl")
+    app.state.delivery.register(sms.CHANNEL, sms.SmsSender(app.state.sms))
     app.state.common = common
     app.state.kb_settings = kb_settings
     app.include_router(health.router)

@@ -219,3 +219,15 @@ def _token(factory: sessionmaker[Session], notice_id: int) -> str:
         notice = s.get(Notice, notice_id)
         assert notice is not None
         return notice.token
+
+
+def test_a_customer_known_only_by_phone_gets_the_notice_by_sms_with_the_confirm_link(client: TestClient) -> None:
+    phone = f"139{uuid.uuid4().int % 10**8:08d}"
+    event = {"type": "roaming.returned_home", "customer": {"phone": phone}, "data": {"package": "港澳日套餐"}}
+
+    assert client.post("/api/v1/events", json=event, headers=EVENTS).json()["notice_status"] == "sent"
+
+    [sms] = [m for m in client.app.state.sms.sent() if m["phone"] == phone]  # type: ignore[attr-defined]
+    assert "/notices/" in sms["text"] and "港澳" in sms["text"]
+    link = sms["text"].rsplit("/notices/", 1)[1]
+    assert 'data-testid="notice-confirm"' in client.get(f"/notices/{link}").text
