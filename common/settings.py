@@ -1,5 +1,7 @@
 """Typed settings shared by every package (environment prefix ``KEFU_``)."""
 
+import os
+import secrets
 from functools import lru_cache
 from pathlib import Path
 
@@ -39,3 +41,19 @@ class CommonSettings(BaseSettings):
 def get_common_settings() -> CommonSettings:
     """Settings read once from the environment."""
     return CommonSettings()
+
+
+def generated_secret(var_dir: Path, *, env: str, name: str) -> str:
+    """A secret from the environment, else one generated once into `<var>/secrets/<name>` (mode 0600), so a
+    single-machine install works out of the box while an operator sets every secret explicitly."""
+    configured = os.environ.get(env)
+    if configured:
+        return configured
+    path = var_dir / "secrets" / name
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32)
+    path.write_text(value)
+    path.chmod(0o600)
+    return value

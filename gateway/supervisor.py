@@ -8,14 +8,13 @@ import hashlib
 import json
 import logging
 import os
-import secrets
 import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import IO
 
-from common.settings import CommonSettings
+from common.settings import CommonSettings, generated_secret
 
 log = logging.getLogger(__name__)
 
@@ -73,17 +72,7 @@ def train(*, force: bool = False) -> bool:
 
 def internal_token(var_dir: Path) -> str:
     """The shared secret between gateway and action server: the environment's, or one generated once."""
-    configured = os.environ.get("KEFU_INTERNAL_TOKEN")
-    if configured:
-        return configured
-    path = var_dir / "secrets" / "internal_token"
-    if path.exists():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_urlsafe(32)
-    path.write_text(token)
-    path.chmod(0o600)
-    return token
+    return generated_secret(var_dir, env="KEFU_INTERNAL_TOKEN", name="internal_token")
 
 
 class Rasa:

@@ -1,7 +1,5 @@
 """Wiring the web chat widget into the gateway: its router, push sender, broker, and customer operations."""
 
-import os
-import secrets
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -12,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from common.broker import Broker, make_broker
 from common.channels import HandoffInfo, ReplyOption
-from common.settings import CommonSettings
+from common.settings import CommonSettings, generated_secret
 from connectors.webchat import channel
 from connectors.webchat.hub import Hub
 from connectors.webchat.protocol import ChatItem, sender_of
@@ -43,17 +41,7 @@ class Webchat:
 
 def visitor_secret(var_dir: Path) -> SecretStr:
     """The operator's secret, or one generated once under var/secrets (tokens survive restarts)."""
-    configured = os.environ.get(SECRET_ENV)
-    if configured:
-        return SecretStr(configured)
-    path = var_dir / "secrets" / "webchat_visitor_secret"
-    if path.exists():
-        return SecretStr(path.read_text().strip())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(32)
-    path.write_text(value)
-    path.chmod(0o600)
-    return SecretStr(value)
+    return SecretStr(generated_secret(var_dir, env=SECRET_ENV, name="webchat_visitor_secret"))
 
 
 def install(app: FastAPI, common: CommonSettings) -> Webchat:

@@ -1,12 +1,12 @@
 """Notice settings (``KEFU_NOTICES_`` prefix); the events API key is a secret with no default."""
 
-import os
-import secrets
 from datetime import time
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from common.settings import generated_secret
 
 
 class NoticeSettings(BaseSettings):
@@ -47,14 +47,4 @@ def quiet_window(value: str) -> tuple[time, time]:
 
 def events_api_key(var_dir: Path) -> SecretStr:
     """The operator's key from the environment, or one generated once under var/secrets (shown by `kefu demo load`)."""
-    configured = os.environ.get("KEFU_NOTICES_API_KEY")
-    if configured:
-        return SecretStr(configured)
-    path = var_dir / "secrets" / "events_api_key"
-    if path.exists():
-        return SecretStr(path.read_text().strip())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(32)
-    path.write_text(value)
-    path.chmod(0o600)
-    return SecretStr(value)
+    return SecretStr(generated_secret(var_dir, env="KEFU_NOTICES_API_KEY", name="events_api_key"))

@@ -31,7 +31,9 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an event loop running in the main thread while it
+# is open, and later tests that call asyncio.run() (broker, WeChat client) must not find one.
+@pytest.fixture(scope="module")
 def browser() -> Iterator["Browser"]:
     if sync_playwright is None:
         _unavailable("playwright is not installed (make test installs it)")
