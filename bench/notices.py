@@ -6,7 +6,8 @@ kills the gateway with SIGKILL once half of them are in, restarts it, re-posts e
 did not see (same idempotency key), and waits until every notice is delivered. Then it counts, straight from
 the database, the notice messages written into customers' conversations: `duplicates` are notices with
 more than one message, `lost` are accepted events whose notice was never delivered.
-Prints one JSON line. Usage: python bench/notices.py [--events 10000] [--concurrency 16] [--database-url URL]
+Prints one JSON line.
+    python bench/notices.py [--events 10000] [--concurrency 4] [--batch 100] [--database-url URL]
 """
 
 import argparse
@@ -72,33 +73,46 @@ def event(i: int) -> dict[str, object]:
     }
 
 
-async def post_all(url: str, todo: list[int], done: set[int], concurrency: int, stop_after: int | None) -> None:
-    """Post events until all are answered (or `stop_after` answers, to kill the gateway mid-run)."""
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in todo:
-        queue.put_nowait(i)
+async def post_all(
+    url: str, todo: list[int], done: set[int], concurrency: int, batch: int, stop_after: int | None
+) -> None:
+    """Post events until all are answered (or `stop_after` answers, to kill the gateway mid-run).
+
+    With `batch` > 1 the events go to `/api/v1/events/batch` that many at a time (how an operator's nightly
+    export or scan feed arrives); 1 posts them one by one to `/api/v1/events`.
+    """
+    queue: asyncio.Queue[list[int]] = asyncio.Queue()
+    for start in range(0, len(todo), batch):
+        queue.put_nowait(todo[start : start + batch])
     headers = {"Authorization": f"Bearer {KEY}"}
 
     async def worker(http: httpx.AsyncClient) -> None:
         while not queue.empty():
             if stop_after is not None and len(done) >= stop_after:
                 return
-            i = queue.get_nowait()
+            chunk = queue.get_nowait()
             try:
-                response = await http.post("/api/v1/events", json=event(i), headers=headers)
-                if response.status_code == 202:
-                    done.add(i)
+                if batch == 1:
+                    response = await http.post("/api/v1/events", json=event(chunk[0]), headers=headers)
+                    accepted = chunk if response.status_code == 202 else []
+                else:
+                    body = {"events": [event(i) for i in chunk]}
+                    response = await http.post("/api/v1/events/batch", json=body, headers=headers)
+                    results = response.json()["results"] if response.status_code == 202 else []
+                    accepted = [i for i, r in zip(chunk, results, strict=True) if r["event_id"] is not None]
+                done.update(accepted)
             except httpx.HTTPError:
-                return  # the gateway is gone; the event is re-posted after the restart
+                return  # the gateway is gone; the events are re-posted after the restart
 
-    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=url, timeout=60) as http:
         await asyncio.gather(*(worker(http) for _ in range(concurrency)))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=10_000)
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=100, help="events per request (1: the single-event API)")
     parser.add_argument("--database-url", default="")
     args = parser.parse_args()
     from common.db import make_engine
@@ -115,14 +129,15 @@ def main() -> int:
         done: set[int] = set()
         started = time.monotonic()
         server = start(var, database_url, port)
-        asyncio.run(post_all(url, list(range(args.events)), done, args.concurrency, stop_after=args.events // 2))
+        asyncio.run(post_all(url, list(range(args.events)), done, args.concurrency, args.batch, args.events // 2))
         os.kill(server.pid, signal.SIGKILL)  # mid-run: requests in flight, notices half sent
         server.wait()
         killed_after = len(done)
         server = start(var, database_url, port)
         try:
             # Re-post everything not acknowledged: the idempotency key makes a re-post of a stored event a no-op.
-            asyncio.run(post_all(url, [i for i in range(args.events) if i not in done], done, args.concurrency, None))
+            again = [i for i in range(args.events) if i not in done]
+            asyncio.run(post_all(url, again, done, args.concurrency, args.batch, None))
             engine = make_engine(database_url)
             deadline = time.monotonic() + 300
             with engine.connect() as c:
@@ -136,11 +151,7 @@ def main() -> int:
                 seconds = time.monotonic() - started
                 notices = c.scalar(select(func.count(Notice.id))) or 0
                 delivered = c.scalar(select(func.count(Notice.id)).where(Notice.message_id.is_not(None))) or 0
-                per_notice = (
-                    c.execute(
-                        select(Message.payload).where(Message.kind == "notice")
-                    ).scalars().all()
-                )
+                per_notice = c.execute(select(Message.payload).where(Message.kind == "notice")).scalars().all()
             engine.dispose()
         finally:
             server.terminate()
@@ -152,6 +163,7 @@ def main() -> int:
         "bench": "notices",
         "events": args.events,
         "concurrency": args.concurrency,
+        "batch": args.batch,
         "killed_after_acknowledged": killed_after,
         "seconds": round(seconds, 1),
         "events_per_s": round(args.events / seconds, 1),

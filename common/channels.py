@@ -1,7 +1,7 @@
 """The shapes every channel shares with the core: connectors receive an inbound handler, never the core."""
 
-from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -68,6 +68,18 @@ class InboundResult(BaseModel):
     message_id: int | None = None
 
 
-InboundHandler = Callable[[InboundMessage], Awaitable[InboundResult]]
+class InboundHandler(Protocol):
+    """The core's entry point for one inbound message.
+
+    `stored` is called as soon as the message is durably stored, before it is answered: a channel whose
+    platform needs a quick acknowledgement (WeChat's 5 s) may acknowledge from then on and deliver the
+    answer later, and nothing is lost if the process dies in between.
+    """
+
+    def __call__(
+        self, message: InboundMessage, /, *, stored: Callable[[], None] | None = None
+    ) -> Coroutine[Any, Any, InboundResult]: ...
+
+
 # (channel, sender, after message id) -> what the customer was sent since, bot and agent alike.
 OutboundFetcher = Callable[[str, str, int], Awaitable[list[Reply]]]

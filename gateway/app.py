@@ -3,7 +3,7 @@
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI
@@ -11,6 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
+from common.channels import InboundMessage, InboundResult
 from common.db import make_engine, make_session_factory
 from common.logging import configure_logging
 from common.settings import CommonSettings
@@ -118,6 +119,7 @@ def create_app(
             delivery=app.state.delivery,
             rasa=rasa,
             rasa_ready=lambda: app.state.rasa_state == "ok",
+            zone=gateway_settings.zone,
         )
 
         def build() -> None:
@@ -175,16 +177,20 @@ def create_app(
     app.state.kb_settings = kb_settings
     app.include_router(health.router)
     app.include_router(knowledge_views.router)
+
+    async def handle(message: InboundMessage, /, *, stored: Callable[[], None] | None = None) -> InboundResult:
+        # The engine is built in the lifespan; channels are wired before it exists.
+        engine: ConversationEngine = app.state.engine_
+        return await engine.handle(message, stored=stored)
+
     app.include_router(
         rest_channel.make_router(
-            lambda message: app.state.engine_.handle(message),
+            handle,
             lambda channel, sender, after: app.state.engine_.outbound(channel, sender, after),
         )
     )
-    app.state.webchat = webchat.install(app, common)
-    app.state.wechat = wechat_channel.install(
-        app, lambda message: app.state.engine_.handle(message), settings=wechat_settings, redis_url=common.redis_url
-    )
+    app.state.webchat = webchat.install(app, common, handle)
+    app.state.wechat = wechat_channel.install(app, handle, settings=wechat_settings, redis_url=common.redis_url)
     app.include_router(agent_views.router)
     app.include_router(agent_pages.router)
     app.include_router(admin_views.router)

@@ -56,6 +56,13 @@ def _parser() -> argparse.ArgumentParser:
         "load", help="load the 星河移动 demo KB and seed demo agents (idempotent; passwords printed once)"
     ).set_defaults(handler=_demo_load)
 
+    notices = sub.add_parser("notices", help="proactive notices").add_subparsers(metavar="ACTION")
+    scan = notices.add_parser(
+        "scan", help="run the scheduled scans now (low balance, points, packages); idempotent within a day"
+    )
+    scan.add_argument("names", nargs="*", help="scans to run (default: all)")
+    scan.set_defaults(handler=_notices_scan)
+
     bot = sub.add_parser("bot", help="the Rasa project").add_subparsers(metavar="ACTION")
     train = bot.add_parser("train", help="train the Rasa model unless bot/ is unchanged")
     train.add_argument("--force", action="store_true")
@@ -137,6 +144,8 @@ def _demo_load(_args: argparse.Namespace) -> int:
 
 def _seed_demo_agents() -> None:
     import secrets
+    from datetime import date, timedelta
+    from decimal import Decimal
 
     from sqlalchemy import select
 
@@ -144,7 +153,7 @@ def _seed_demo_agents() -> None:
     from gateway.agent import service as agents
     from gateway.agent.models import Role
     from gateway.conversation import service as conversations
-    from gateway.notices.models import DemoPackage
+    from gateway.notices.models import DemoAccount, DemoPackage
     from gateway.notices.settings import events_api_key
     from gateway.supervisor import announce_credentials
 
@@ -166,6 +175,15 @@ def _seed_demo_agents() -> None:
         contact.phone = contact.phone or DEMO_PHONE
         if not db_session.scalar(select(DemoPackage.id).where(DemoPackage.phone == DEMO_PHONE)):
             db_session.add(DemoPackage(phone=DEMO_PHONE, package="港澳日套餐"))
+        # What the scheduled scans find for the demo customer: a low balance, points lapsing this month and
+        # an add-on ending in two days (`kefu notices scan` shows them at once).
+        if not db_session.scalar(select(DemoAccount.id).where(DemoAccount.phone == DEMO_PHONE)):
+            today = date.today()
+            month_end = (today.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+            db_session.add(
+                DemoAccount(phone=DEMO_PHONE, balance=Decimal("5.20"), points=1200, points_expire_on=month_end)
+            )
+            db_session.add(DemoPackage(phone=DEMO_PHONE, package="5G流量加油包", expires_on=today + timedelta(days=2)))
     engine.dispose()
     path = common.var_dir / "demo-credentials.json"
     if created:
@@ -179,6 +197,37 @@ def _seed_demo_agents() -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(saved, ensure_ascii=False, indent=2))
         path.chmod(0o600)
+
+
+def _notices_scan(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from common.db import make_engine, make_session_factory
+    from gateway.delivery import Delivery
+    from gateway.notices.dispatcher import Dispatcher
+    from gateway.notices.scans import SCANS
+    from gateway.notices.settings import NoticeSettings
+    from gateway.settings import GatewaySettings
+
+    unknown = [name for name in args.names if name not in SCANS]
+    if unknown:
+        print(f"unknown scan(s): {', '.join(unknown)}; known: {', '.join(SCANS)}", file=sys.stderr)
+        return EXIT_USAGE
+    engine = make_engine(CommonSettings().resolved_database_url)
+    # The scan only stores notices; the running gateway's sender delivers them (quiet hours apply).
+    dispatcher = Dispatcher(
+        session_factory=make_session_factory(engine),
+        settings=NoticeSettings(),
+        delivery=Delivery(),
+        rasa=None,
+        rasa_ready=lambda: False,
+        zone=GatewaySettings().zone,
+    )
+    for name in args.names or list(SCANS):
+        result = dispatcher.run_scan(SCANS[name], claim=False)
+        print(json.dumps(asdict(result), default=str, ensure_ascii=False))
+    engine.dispose()
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:

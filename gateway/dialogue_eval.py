@@ -83,9 +83,7 @@ class Product:
             # The eval runs at any hour: its notices must not wait for the end of quiet hours.
             "urgent": True,
         }
-        response = self.http.post(
-            "/api/v1/events", json=event, headers={"Authorization": f"Bearer {self.events_key}"}
-        )
+        response = self.http.post("/api/v1/events", json=event, headers={"Authorization": f"Bearer {self.events_key}"})
         if response.status_code in (404, 405):
             return None
         response.raise_for_status()

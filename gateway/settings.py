@@ -40,6 +40,8 @@ class GatewaySettings(BaseSettings):
     callback_hours: str = "09:00-21:00"
     # Below this NLU confidence a dialogue command does not override the knowledge base.
     command_min_confidence: float = Field(default=0.5, ge=0, le=1)
+    # Turns answered at once by this process (a 2-core machine saturates at a handful); more wait their turn.
+    max_concurrent_turns: int = Field(default=8, ge=1)
 
     @field_validator("human_hours", "callback_hours")
     @classmethod

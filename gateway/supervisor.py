@@ -116,8 +116,21 @@ class Rasa:
             log_path=logs / "actions.log",
         )
         self._spawn(
-            [str(RASA_BIN), "run", "--enable-api", "-i", "127.0.0.1", "-p", str(self.rasa_port),
-             "--model", str(MODEL), "--endpoints", "endpoints.yml", "--credentials", "credentials.yml"],
+            [
+                str(RASA_BIN),
+                "run",
+                "--enable-api",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                str(self.rasa_port),
+                "--model",
+                str(MODEL),
+                "--endpoints",
+                "endpoints.yml",
+                "--credentials",
+                "credentials.yml",
+            ],
             cwd=BOT,
             env=env,
             log_path=logs / "rasa.log",

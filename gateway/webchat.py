@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from common.broker import Broker, make_broker
-from common.channels import HandoffInfo, ReplyOption
+from common.channels import HandoffInfo, InboundHandler, ReplyOption
 from common.settings import CommonSettings, generated_secret
 from connectors.webchat import channel
 from connectors.webchat.hub import Hub
@@ -44,7 +44,7 @@ def visitor_secret(var_dir: Path) -> SecretStr:
     return SecretStr(generated_secret(var_dir, env=SECRET_ENV, name="webchat_visitor_secret"))
 
 
-def install(app: FastAPI, common: CommonSettings) -> Webchat:
+def install(app: FastAPI, common: CommonSettings, handle: InboundHandler) -> Webchat:
     """Add the widget's routes and register its push sender; the lifespan calls start/stop."""
     settings = WebchatSettings(visitor_secret=visitor_secret(common.var_dir))
     broker = make_broker(common.redis_url)
@@ -58,7 +58,7 @@ def install(app: FastAPI, common: CommonSettings) -> Webchat:
 
     app.include_router(
         channel.make_router(
-            lambda message: app.state.engine_.handle(message),
+            handle,
             lambda chan, sender, after: app.state.engine_.outbound(chan, sender, after),
             hub=hub,
             settings=settings,

@@ -34,9 +34,7 @@ from common.channels import HandoffInfo, Reply, ReplyKind, ReplyOption
 Sender = Literal["customer", "bot", "agent", "system"]
 CLIENT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 # Kinds the customer should read as coming from the service itself rather than from the bot.
-SYSTEM_KINDS = frozenset(
-    {"info", "notice", "notice_confirmed", "notice_declined", "agent_joined", "agent_left", "ces"}
-)
+SYSTEM_KINDS = frozenset({"info", "notice", "notice_confirmed", "notice_declined", "agent_joined", "agent_left", "ces"})
 
 
 class ChatItem(BaseModel):

@@ -8,9 +8,12 @@ the previous one after a rotation) and the passive reply encrypted in turn.
 The 5-second rule: WeChat gives up after 5 s and retries the same push three times. Each push becomes one
 engine turn keyed by MsgId (events: FromUserName:CreateTime:Event), so the engine's idempotency holds across
 processes; within a process, retries of a push still being answered join the running turn instead of
-queueing behind it. If the turn finishes within `reply_budget_s` the answer is a passive reply (every retry
-gets the same one); otherwise WeChat gets `success` at once — and so does every later retry — and the
-replies are pushed through the customer-service API when ready.
+queueing behind it. Nothing is acknowledged before the engine has stored it (a `success` for a message
+lost in a crash would never be retried). While the process is not busy (at most `passive_max_in_flight` turns
+running) and the turn finishes within `reply_budget_s`, the answer is a passive reply (every retry gets the
+same one); otherwise WeChat gets `success` as soon as the message is stored — and so does every later retry —
+and the replies are pushed through the customer-service API when ready. If even storing cannot finish
+within WeChat's 5 s, the push gets a 503 and WeChat's retry finds it stored (or stores it).
 
 Rendering: a passive reply is one text message, so the turn's replies are joined into one text and the
 options of the last reply that has any become numbered choices (回复 1/2/3). Pushes use one customer-service
@@ -47,6 +50,12 @@ TURN_MEMORY_S = 60.0
 _CHOICE = re.compile(r"^\s*([1-9])\s*$")
 _OPENID = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
 SUBSCRIBE_TEXT = "你好"
+# WeChat gives up on a push after 5 s; past this, a push not yet stored is refused so that WeChat retries it.
+STORE_PATIENCE_S = 4.5
+
+
+class NotStored(Exception):
+    """The push could not be stored in time; it must not be acknowledged."""
 
 
 class ChoiceStore:
@@ -174,6 +183,7 @@ class Turn:
 
     openid: str
     task: "asyncio.Task[InboundResult]"
+    stored: asyncio.Event
     deferred: bool = False
 
 
@@ -209,7 +219,6 @@ class WechatChannel:
         self.sender = WechatSender(client=self.client, choices=self.choices, template_id=settings.template_id)
         self._turns: dict[str, Turn] = {}
         self._pushes: set[asyncio.Task[None]] = set()
-        self._slots = asyncio.Semaphore(settings.max_concurrent_turns)
         self.router = self._router()
 
     async def aclose(self) -> None:
@@ -288,7 +297,15 @@ class WechatChannel:
         if not _OPENID.match(inbound.openid):
             log.warning("WeChat push without a valid FromUserName ignored")
             return PlainTextResponse("bad sender", status_code=400)
-        content = await self._reply_text(inbound, started)
+        try:
+            content = await self._reply_text(inbound, started)
+        except NotStored:
+            log.warning(
+                "WeChat push %s not stored within %.1f s; refused so that WeChat retries",
+                inbound.dedup_id[:64],
+                STORE_PATIENCE_S,
+            )
+            return PlainTextResponse("busy", status_code=503)
         if not content:
             return PlainTextResponse(ACK)
         xml = messages.text_reply(to=inbound.openid, account=inbound.get("ToUserName"), content=content)
@@ -348,6 +365,7 @@ class WechatChannel:
         return None
 
     async def _reply_text(self, inbound: messages.Inbound, started: float) -> str | None:
+        """The passive reply's text; None acknowledges with `success`. Raises NotStored past WeChat's patience."""
         key = inbound.dedup_id[:128]
         turn = self._turns.get(key)
         if turn is None:
@@ -356,16 +374,21 @@ class WechatChannel:
                 return None
             text, meta = decoded
             message = InboundMessage(channel=CHANNEL, sender=inbound.openid, text=text, message_id=key, metadata=meta)
-            turn = Turn(openid=inbound.openid, task=asyncio.create_task(self._run(message)))
+            stored = asyncio.Event()
+            turn = Turn(
+                openid=inbound.openid, task=asyncio.create_task(self._handle(message, stored=stored.set)), stored=stored
+            )
             self._turns[key] = turn
             turn.task.add_done_callback(functools.partial(self._done, key, turn))
         elif turn.deferred:
             return None
-        remaining = self.settings.reply_budget_s - (time.monotonic() - started)
+        busy = sum(1 for t in self._turns.values() if not t.task.done()) > self.settings.passive_max_in_flight
+        budget = 0.0 if busy else self.settings.reply_budget_s - (time.monotonic() - started)
         try:
-            result = await asyncio.wait_for(asyncio.shield(turn.task), timeout=max(0.0, remaining))
+            result = await asyncio.wait_for(asyncio.shield(turn.task), timeout=max(0.0, budget))
         except TimeoutError:
             if not turn.task.done():
+                await self._until_stored(turn, started)
                 turn.deferred = True
                 return None
             result = turn.task.result()
@@ -379,11 +402,12 @@ class WechatChannel:
             await self.choices.put(inbound.openid, options)
         return content or None
 
-    async def _run(self, message: InboundMessage) -> InboundResult:
-        # Turns are CPU-bound threadpool work: unbounded, they starve the event loop of the GIL and even
-        # `success` acknowledgements queue behind them.
-        async with self._slots:
-            return await self._handle(message)
+    async def _until_stored(self, turn: Turn, started: float) -> None:
+        patience = STORE_PATIENCE_S - (time.monotonic() - started)
+        try:
+            await asyncio.wait_for(turn.stored.wait(), timeout=max(0.0, patience))
+        except TimeoutError:
+            raise NotStored from None
 
     def _done(self, key: str, turn: Turn, _task: "asyncio.Task[InboundResult]") -> None:
         asyncio.get_running_loop().call_later(TURN_MEMORY_S, self._forget, key, turn)

@@ -36,10 +36,13 @@ class WechatSettings(BaseSettings):
     api_timeout_s: float = Field(default=5.0, gt=0)
     # WeChat drops the connection after 5 s and retries; past this budget we answer `success` and push later.
     reply_budget_s: float = Field(default=4.0, gt=0, lt=5)
+    # With more turns than this in flight (the push's own included) the process is busy: a push is acknowledged
+    # with `success` as soon as it is stored and its answer goes out through the customer-service API, so
+    # acknowledgements stay fast under load. Accounts without that API (unverified subscription accounts)
+    # set a high number and rely on passive replies alone.
+    passive_max_in_flight: int = Field(default=1, ge=1)
     max_timestamp_skew_s: int = Field(default=300, ge=1)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
-    # Turns answered at once by this process; more wait (and past the budget are acknowledged with `success`).
-    max_concurrent_turns: int = Field(default=8, ge=1)
     # Outside the 48-hour window, notices go out as this template (fields `first`, `keyword1`, `remark`).
     template_id: str = ""
     # How long a numbered-choice menu (回复 1/2/3) stays valid for a customer.

@@ -23,8 +23,6 @@ from knowledge.views import get_live_index
 router = APIRouter(prefix="/api/v1/agent", tags=["agent"])
 
 
-
-
 class LoginIn(BaseModel):
     username: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=256)
@@ -190,7 +188,9 @@ def claim(public_id: str, agent: CurrentAgent, request: Request, db_session: DbS
         raise HTTPException(status_code=409, detail=f"conversation is {conversation.status}, not waiting")
     flows.claim(db_session=db_session, conversation=conversation, agent_id=agent.id)
     joined = conversations.add_system_message(
-        db_session=db_session, conversation=conversation, kind="agent_joined",
+        db_session=db_session,
+        conversation=conversation,
+        kind="agent_joined",
         text=texts.AGENT_JOINED.format(name=agent.display_name),
     )
     db_session.commit()

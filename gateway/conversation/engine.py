@@ -1,6 +1,7 @@
 """The per-message routing flow: persist, then the human, the knowledge base or Rasa answers."""
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -8,7 +9,7 @@ import re
 import uuid
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, get_args
 
@@ -47,6 +48,10 @@ _ELLIPTIC = re.compile(r"^(那|这|那个|这个|那边|这边|这种|那种|它
 _PAYLOAD_INTENT = re.compile(r"^/(\w+)(\{.*\})?$")
 MAX_TEXT = 2000
 FOLLOW_UP_MAX_CHARS = 20
+# Answers wait at most this long for the messages being stored to be stored (acknowledgements first).
+STORE_PRIORITY_S = 0.25
+# Messages stored in one transaction at most.
+STORE_BATCH = 64
 
 # Degraded mode: without Rasa the gateway still recognises the commands that must never be lost.
 _FALLBACK_INTENTS = (
@@ -74,7 +79,8 @@ class Begun:
     last_kb_title: str | None
     # The proactive notice waiting for this customer's confirm / decline, if any (from our database).
     pending_notice: str | None = None
-    replay: InboundResult | None = None
+    # The knowledge categories the bot's previous turn was about (its answer, or the choices it offered).
+    topic: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -111,9 +117,15 @@ class ConversationEngine:
         self._clock = clock
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._tracker_writes: dict[str, asyncio.Task[None]] = {}
+        self._answering = asyncio.Semaphore(settings.max_concurrent_turns)
+        self._storing = 0
+        self._stores_done = asyncio.Event()
+        self._stores_done.set()
+        self._store_queue: list[tuple[InboundMessage, asyncio.Future[tuple[int, InboundResult | None]]]] = []
+        self._store_writer: asyncio.Task[None] | None = None
 
-    async def handle(self, message: InboundMessage) -> InboundResult:
-        """Persist the message, answer it (or pass it to the human), persist the replies."""
+    async def handle(self, message: InboundMessage, /, *, stored: Callable[[], None] | None = None) -> InboundResult:
+        """Persist the message (then call `stored`), answer it (or pass it to the human), persist the replies."""
         lock = self._locks.get(f"{message.channel}:{message.sender}")
         if lock is None:
             lock = asyncio.Lock()
@@ -124,15 +136,31 @@ class ConversationEngine:
             pending = self._tracker_writes.get(key)
             if pending is not None:
                 await asyncio.wait([pending])
-            begun = await run_in_threadpool(self._begin, message)
-            if begun.replay is not None:
-                return begun.replay
+            self._storing += 1
+            self._stores_done.clear()
             try:
-                outcome = await self._respond(begun, message.text.strip()[:MAX_TEXT])
-            except Exception:
-                log.exception("answering message %s failed; it stays stored for a human", begun.inbound_id)
-                outcome = Outcome(replies=[Reply(kind="info", text=texts.ERROR)])
-            result = await run_in_threadpool(self._finish, begun, outcome)
+                inbound_id, replay = await self._stored(message)
+            finally:
+                self._storing -= 1
+                if not self._storing:
+                    self._stores_done.set()
+            if stored is not None:
+                stored()
+            if replay is not None:
+                return replay
+            # Answering is CPU-bound threadpool work: unbounded, it starves the event loop and every channel's
+            # acknowledgements queue behind it. Storing comes first (a burst is stored, and can be acknowledged,
+            # before its answers take the CPU), for a moment at most so that answers are never starved.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stores_done.wait(), timeout=STORE_PRIORITY_S)
+            async with self._answering:
+                begun = await run_in_threadpool(self._begin, inbound_id)
+                try:
+                    outcome = await self._respond(begun, message.text.strip()[:MAX_TEXT])
+                except Exception:
+                    log.exception("answering message %s failed; it stays stored for a human", begun.inbound_id)
+                    outcome = Outcome(replies=[Reply(kind="info", text=texts.ERROR)])
+                result = await run_in_threadpool(self._finish, begun, outcome)
             if outcome.tracker_events and self._rasa is not None and self._rasa_ready():
                 # Written after the customer has the answer: the KB turn does not wait on Rasa's tracker.
                 task = asyncio.create_task(self._write_tracker(begun.public_id, outcome.tracker_events))
@@ -162,38 +190,80 @@ class ConversationEngine:
 
     # -- transactions ---------------------------------------------------------------------------
 
-    def _begin(self, message: InboundMessage) -> Begun:
-        source_id = message.message_id or uuid.uuid4().hex
+    async def _stored(self, message: InboundMessage) -> tuple[int, InboundResult | None]:
+        """Store the message with whatever else arrived meanwhile: one transaction for a burst (group commit)."""
+        future: asyncio.Future[tuple[int, InboundResult | None]] = asyncio.get_running_loop().create_future()
+        self._store_queue.append((message, future))
+        if self._store_writer is None or self._store_writer.done():
+            self._store_writer = asyncio.create_task(self._write_stores())
+        return await future
+
+    async def _write_stores(self) -> None:
+        while self._store_queue:
+            batch, self._store_queue = self._store_queue[:STORE_BATCH], self._store_queue[STORE_BATCH:]
+            try:
+                results = await run_in_threadpool(self._store_many, [message for message, _ in batch])
+            except Exception as exc:
+                results = [exc] * len(batch)
+            for (_, future), result in zip(batch, results, strict=True):
+                if future.done():
+                    continue
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
+    def _store_many(self, batch: list[InboundMessage]) -> list[tuple[int, InboundResult | None] | Exception]:
+        """Store a burst in one transaction; a message that fails is rolled back alone (savepoint)."""
+        results: list[tuple[int, InboundResult | None] | Exception] = []
         with session_scope(self._factory) as db:
-            inbound = service.get_inbound(db_session=db, channel=message.channel, source_id=source_id)
-            if inbound is not None:
-                conversation = db.get(Conversation, inbound.conversation_id)
-                assert conversation is not None
-                if inbound.processed_at is not None:
-                    replies = service.get_replies(db_session=db, inbound_id=inbound.id)
-                    replay = _result(conversation, replies, True, inbound_id=inbound.id)
-                    return self._snapshot(db, conversation, inbound, replay=replay)
-                return self._snapshot(db, conversation, inbound)
-            contact = service.get_or_create_contact(db_session=db, channel=message.channel, source_id=message.sender)
-            _apply_metadata(contact, message.metadata)
-            conversation = service.get_open(db_session=db, contact_id=contact.id, channel=message.channel)
-            if conversation is None:
-                conversation = Conversation(contact_id=contact.id, channel=message.channel)
-                db.add(conversation)
-                db.flush()
-            inbound = service.add_message(
-                db_session=db,
-                conversation=conversation,
-                direction=Direction.IN,
-                sender_type=SenderType.CUSTOMER,
-                text=message.text,
-                source_id=source_id,
-            )
+            for message in batch:
+                try:
+                    with db.begin_nested():
+                        results.append(self._store(db, message))
+                except Exception as exc:
+                    log.exception("message from %s:%s could not be stored", message.channel, message.sender)
+                    results.append(exc)
+        return results
+
+    def _store(self, db: Session, message: InboundMessage) -> tuple[int, InboundResult | None]:
+        """Store the customer's message (idempotent on channel + source id): its id, or the earlier answers."""
+        source_id = message.message_id or uuid.uuid4().hex
+        inbound = service.get_inbound(db_session=db, channel=message.channel, source_id=source_id)
+        if inbound is not None:
+            if inbound.processed_at is None:
+                return inbound.id, None  # stored by a turn that never finished: answer it now
+            conversation = db.get(Conversation, inbound.conversation_id)
+            assert conversation is not None
+            replies = service.get_replies(db_session=db, inbound_id=inbound.id)
+            return inbound.id, _result(conversation, replies, True, inbound_id=inbound.id)
+        contact = service.get_or_create_contact(db_session=db, channel=message.channel, source_id=message.sender)
+        _apply_metadata(contact, message.metadata)
+        conversation = service.get_open(db_session=db, contact_id=contact.id, channel=message.channel)
+        if conversation is None:
+            conversation = Conversation(contact_id=contact.id, channel=message.channel)
+            db.add(conversation)
+            db.flush()
+        inbound = service.add_message(
+            db_session=db,
+            conversation=conversation,
+            direction=Direction.IN,
+            sender_type=SenderType.CUSTOMER,
+            text=message.text,
+            source_id=source_id,
+        )
+        return inbound.id, None
+
+    def _begin(self, inbound_id: int) -> Begun:
+        """What answering needs to know about the stored message's conversation."""
+        with self._factory() as db:
+            inbound = db.get(Message, inbound_id)
+            assert inbound is not None
+            conversation = db.get(Conversation, inbound.conversation_id)
+            assert conversation is not None
             return self._snapshot(db, conversation, inbound)
 
-    def _snapshot(
-        self, db: Session, conversation: Conversation, inbound: Message, replay: InboundResult | None = None
-    ) -> Begun:
+    def _snapshot(self, db: Session, conversation: Conversation, inbound: Message) -> Begun:
         last = service.get_last_answer(db_session=db, conversation_id=conversation.id)
         pending = notice_service.get_open_decision(db_session=db, contact_id=conversation.contact_id)
         last_entry = (
@@ -201,7 +271,16 @@ class ConversationEngine:
             if last and last.kb_entry_id
             else None
         )
+        topic: set[str] = set()
+        previous = service.get_last_kb_reply(db_session=db, conversation_id=conversation.id, before_id=inbound.id)
+        if previous is not None:
+            shown = [previous.kb_entry_id] if previous.kb_entry_id else _option_kb_ids(previous)
+            for kb_id in shown:
+                entry = kb_service.get_by_external_id(db_session=db, external_id=kb_id)
+                if entry is not None:
+                    topic.add(entry.category)
         return Begun(
+            topic=frozenset(topic),
             inbound_id=inbound.id,
             conversation_id=conversation.id,
             public_id=conversation.public_id,
@@ -211,7 +290,6 @@ class ConversationEngine:
             last_kb_id=last.kb_entry_id if last else None,
             last_kb_title=last_entry.title if last_entry else None,
             pending_notice=pending.name if pending is not None else None,
-            replay=replay,
         )
 
     def _finish(self, begun: Begun, outcome: Outcome) -> InboundResult:
@@ -325,6 +403,8 @@ class ConversationEngine:
         )
         kb = _prefer(alone, follow_up, text)
         if route is routing.Route.KB and kb is not None:
+            if kb.tier == "suggest" and begun.topic:
+                kb = await run_in_threadpool(self._on_topic, kb, follow_up, begun.topic)
             return await self._kb_outcome(kb, text)
         if rasa_up:
             return await self._via_rasa(begun, text, kb)
@@ -362,6 +442,26 @@ class ConversationEngine:
         ]
         reply = Reply(kind="suggest", text=texts.SUGGEST, options=options)
         return Outcome(replies=[reply], tracker_events=_kb_turn_events(text, reply, None))
+
+    def _on_topic(self, kb: SearchOutcome, follow_up: SearchOutcome | None, topic: frozenset[str]) -> SearchOutcome:
+        """Choices, but the conversation has a topic: the one choice that stays on it is the answer.
+
+        A customer who just read about data add-ons and asks 那个一天2块的怎么扣钱 means the data day pass,
+        not a billing dispute, though the words alone fit both; a human agent reads it the same way. With
+        several choices on the topic, the follow-up reading (previous question + this one) decides if it
+        ranks one of them first with at least suggestion-level confidence.
+        """
+        entries = self._entries(
+            [h.entry_id for h in kb.hits] + [h.entry_id for h in (follow_up.hits if follow_up else [])]
+        )
+        on_topic = [h for h in kb.hits if h.entry_id in entries and entries[h.entry_id].category in topic]
+        if len(on_topic) == 1:
+            return replace(kb, tier="answer", hits=[on_topic[0]])
+        if follow_up is not None and follow_up.tier == "suggest" and follow_up.hits:
+            first = follow_up.hits[0]
+            if first.entry_id in entries and entries[first.entry_id].category in topic:
+                return replace(follow_up, tier="answer", hits=[first])
+        return kb
 
     def _entries(self, ids: list[int]) -> dict[int, Any]:
         with self._factory() as db:
@@ -445,7 +545,8 @@ class ConversationEngine:
             )
         if intent == "feedback_positive" and begun.last_kb_id:
             return Outcome(
-                replies=[Reply(kind="feedback_recorded", text=texts.FEEDBACK_THANKS)], reset_streak=True,
+                replies=[Reply(kind="feedback_recorded", text=texts.FEEDBACK_THANKS)],
+                reset_streak=True,
                 feedback="helpful",
             )
         if begun.failure_streak >= 1:
@@ -456,8 +557,10 @@ class ConversationEngine:
 
 def _prefer(alone: SearchOutcome | None, follow_up: SearchOutcome | None, text: str) -> SearchOutcome | None:
     """The follow-up reading wins when it answers and the question alone does not (or leans on context)."""
-    if follow_up is not None and follow_up.tier == "answer" and (
-        alone is None or alone.tier != "answer" or _ELLIPTIC.search(text)
+    if (
+        follow_up is not None
+        and follow_up.tier == "answer"
+        and (alone is None or alone.tier != "answer" or _ELLIPTIC.search(text))
     ):
         return follow_up
     return alone
@@ -539,6 +642,19 @@ def _payload(reply: Reply) -> dict[str, Any]:
     if reply.url:
         data["url"] = reply.url
     return data
+
+
+def _option_kb_ids(message: Message) -> list[str]:
+    """The entries a suggestion offered (from its `/choose_kb{"kb_id": …}` option payloads)."""
+    ids = []
+    for option in (message.payload or {}).get("options", []):
+        chosen = CHOOSE_KB.match(str(option.get("payload", "")))
+        if chosen:
+            try:
+                ids.append(str(json.loads(chosen.group(1))["kb_id"]))
+            except (ValueError, KeyError, TypeError):
+                continue
+    return ids
 
 
 def reply_from_message(m: Message) -> Reply:

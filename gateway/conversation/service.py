@@ -150,6 +150,32 @@ def get_last_answer(*, db_session: Session, conversation_id: int) -> Message | N
     )
 
 
+def get_last_kb_reply(*, db_session: Session, conversation_id: int, before_id: int) -> Message | None:
+    """The bot's reply to the previous customer message, if it was an answer or did-you-mean choices."""
+    previous_in = db_session.scalar(
+        select(Message.id)
+        .where(
+            Message.conversation_id == conversation_id,
+            Message.direction == Direction.IN.value,
+            Message.id < before_id,
+        )
+        .order_by(Message.id.desc())
+        .limit(1)
+    )
+    if previous_in is None:
+        return None
+    return db_session.scalar(
+        select(Message)
+        .where(
+            Message.conversation_id == conversation_id,
+            Message.reply_to_id == previous_in,
+            Message.kind.in_(("answer", "suggest")),
+        )
+        .order_by(Message.id.desc())
+        .limit(1)
+    )
+
+
 def add_message(
     *,
     db_session: Session,
@@ -182,8 +208,12 @@ def add_message(
 def add_system_message(*, db_session: Session, conversation: Conversation, kind: str, text: str) -> Message:
     """A notice from the system to the customer (an agent joined, the effort question)."""
     return add_message(
-        db_session=db_session, conversation=conversation, direction=Direction.OUT, sender_type=SenderType.SYSTEM,
-        text=text, kind=kind,
+        db_session=db_session,
+        conversation=conversation,
+        direction=Direction.OUT,
+        sender_type=SenderType.SYSTEM,
+        text=text,
+        kind=kind,
     )
 
 

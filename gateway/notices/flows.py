@@ -8,10 +8,13 @@ Pushing to a live socket or WeChat happens after the commit and may repeat; clie
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from common.channels import Reply, ReplyOption
@@ -20,9 +23,10 @@ from gateway.clients.billing import Billing, BillingError
 from gateway.conversation import service as conversations
 from gateway.conversation.models import Contact, Conversation, Direction, SenderType
 from gateway.notices import service
-from gateway.notices.models import BusinessEvent, Notice, NoticeStatus
+from gateway.notices.models import BusinessEvent, Notice, NoticeStatus, ScanRun
 from gateway.notices.rules import RULES
-from gateway.notices.schemas import EventIn
+from gateway.notices.scans import Scan
+from gateway.notices.schemas import CustomerRef, EventIn
 from gateway.notices.settings import NoticeSettings, quiet_window
 from knowledge import service as kb_service
 
@@ -79,9 +83,11 @@ def accept_event(
         db_session=db_session, contact_id=contact.id, dedup_key=dedup_key, since=now - rule.ttl
     ):
         return _ignored(event, "duplicate of a notice that still stands")
-    if not event_in.urgent and service.count_recent(
-        db_session=db_session, contact_id=contact.id, since=now - timedelta(days=1)
-    ) >= settings.max_per_day:
+    if (
+        not event_in.urgent
+        and service.count_recent(db_session=db_session, contact_id=contact.id, since=now - timedelta(days=1))
+        >= settings.max_per_day
+    ):
         return _ignored(event, f"rate limit: {settings.max_per_day} notices a day")
     kb_answer = None
     if rule.kb_id:
@@ -211,7 +217,13 @@ def to_reply(notice: Notice, settings: NoticeSettings) -> Reply:
 
 def _recipient(db_session: Session, event_in: EventIn) -> tuple[Contact, str, str]:
     customer = event_in.customer
-    contact = conversations.get_or_create_contact(
+    known = (
+        # Known only by a phone number (scans, billing events): the customer we already know by that number.
+        db_session.scalar(select(Contact).where(Contact.phone == customer.phone).order_by(Contact.id).limit(1))
+        if customer.channel == "sms" and customer.phone
+        else None
+    )
+    contact = known or conversations.get_or_create_contact(
         db_session=db_session, channel=customer.channel, source_id=customer.id
     )
     if customer.phone and not contact.phone:
@@ -221,6 +233,66 @@ def _recipient(db_session: Session, event_in: EventIn) -> tuple[Contact, str, st
     if preferred in identities:
         return contact, preferred, identities[preferred]
     return contact, customer.channel, customer.id
+
+
+@dataclass
+class ScanResult:
+    scan: str
+    run_on: date
+    claimed: bool
+    found: int = 0
+    notices: int = 0
+    ignored: int = 0
+    rejected: int = 0
+
+
+def claim_scan(*, db_session: Session, scan: str, run_on: date, now: datetime | None = None) -> ScanRun | None:
+    """Today's run of a scan, if no process has claimed it yet (the unique row is the claim)."""
+    run = ScanRun(scan=scan, run_on=run_on, started_at=now or utcnow())
+    try:
+        with db_session.begin_nested():
+            db_session.add(run)
+            db_session.flush()
+    except IntegrityError:
+        return None
+    return run
+
+
+def run_scan(
+    *,
+    db_session: Session,
+    scan: Scan,
+    billing: Billing,
+    settings: NoticeSettings,
+    zone: ZoneInfo,
+    now: datetime | None = None,
+) -> ScanResult:
+    """Ask the billing system who matches the scan and turn each answer into an event (idempotent per day)."""
+    now = now or utcnow()
+    today = now.astimezone(zone).date()
+    result = ScanResult(scan=scan.name, run_on=today, claimed=True)
+    for hit in scan.query(billing, settings, today):
+        result.found += 1
+        phone = str(hit.get("phone", ""))
+        try:
+            event_in = EventIn(
+                type=scan.event_type,
+                key=f"scan:{scan.name}:{phone}:{today.isoformat()}"[:128],
+                customer=CustomerRef(channel="sms", phone=phone),
+                data={**{k: v for k, v in hit.items() if k != "phone"}, "date": today.isoformat()},
+            )
+        except ValidationError as exc:
+            # One bad row from the billing system must not cost everyone else their notice.
+            log.warning("scan %s: billing row for %r rejected: %s", scan.name, phone[:32], exc.errors()[:1])
+            result.rejected += 1
+            continue
+        with db_session.begin_nested():
+            accepted = accept_event(db_session=db_session, event_in=event_in, settings=settings, zone=zone, now=now)
+        if accepted.notice is not None and not accepted.replayed:
+            result.notices += 1
+        elif not accepted.replayed:
+            result.ignored += 1
+    return result
 
 
 def _after_quiet_hours(now: datetime, settings: NoticeSettings, zone: ZoneInfo) -> datetime:

@@ -1,10 +1,11 @@
 """Business events from the operator's systems, the notices they become, and the demo billing system's packages."""
 
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Date, ForeignKey, Integer, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from common.db import Base, UTCDateTime, utcnow
@@ -86,3 +87,32 @@ class DemoPackage(Base):
     package: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default="active")  # active | closed
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The last day the package runs (monthly add-ons); none for day passes closed by events.
+    expires_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+
+
+class DemoAccount(Base):
+    """The demo billing system's balances and points, for the scheduled scans."""
+
+    __tablename__ = "demo_billing_account"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    phone: Mapped[str] = mapped_column(String(32), unique=True)
+    balance: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("0"))
+    points: Mapped[int] = mapped_column(Integer, default=0)
+    points_expire_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+
+
+class ScanRun(Base):
+    """One scheduled scan on one day: the unique row is the claim, so gateway processes never run it twice."""
+
+    __tablename__ = "notice_scan_run"
+    __table_args__ = (UniqueConstraint("scan", "run_on"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scan: Mapped[str] = mapped_column(String(64))
+    run_on: Mapped[date] = mapped_column(Date)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    events: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str] = mapped_column(String(300), default="")

@@ -35,14 +35,23 @@ class EventIn(BaseModel):
     urgent: bool = False
 
 
+class EventBatchIn(BaseModel):
+    events: list[EventIn] = Field(min_length=1, max_length=1000)
+
+
 class EventOut(BaseModel):
-    event_id: int
+    # None when the event was refused (`outcome: rejected`, batch only): nothing was stored for it.
+    event_id: int | None
     key: str
     outcome: str
     detail: str = ""
     notice_id: int | None = None
     notice_status: str | None = None
     replayed: bool = False
+
+
+class EventBatchOut(BaseModel):
+    results: list[EventOut]
 
 
 class DecisionOut(BaseModel):

@@ -10,10 +10,10 @@ from fastapi.responses import HTMLResponse
 
 from common.db import utcnow
 from common.web import DbSession
-from gateway.clients.billing import Billing, DemoBilling, HttpBilling
+from gateway.clients.billing import Billing
 from gateway.notices import flows, service
 from gateway.notices.models import OPEN_STATES
-from gateway.notices.schemas import EventIn, EventOut
+from gateway.notices.schemas import EventBatchIn, EventBatchOut, EventIn, EventOut
 from gateway.notices.settings import NoticeSettings
 from gateway.settings import GatewaySettings
 
@@ -23,9 +23,7 @@ router = APIRouter(tags=["notices"])
 def billing_for(request: Request, db_session: DbSession) -> Billing:
     """The operator's billing API when configured, else the demo billing system in our database."""
     settings: NoticeSettings = request.app.state.notice_settings
-    if settings.billing_url and settings.billing_api_key is not None:
-        return HttpBilling(settings.billing_url, api_key=settings.billing_api_key.get_secret_value())
-    return DemoBilling(db_session)
+    return settings.billing(db_session)
 
 
 def _require_key(request: Request, authorization: str | None) -> None:
@@ -45,25 +43,60 @@ def post_event(
 ) -> EventOut:
     """A business event from the operator's systems; it becomes a notice if a rule applies (idempotent on `key`)."""
     _require_key(request, authorization)
-    gateway_settings: GatewaySettings = request.app.state.gateway_settings
     try:
-        accepted = flows.accept_event(
-            db_session=db_session,
-            event_in=body,
-            settings=request.app.state.notice_settings,
-            zone=gateway_settings.zone,
-        )
+        out, sent = _accept(request, db_session, body)
     except flows.UnknownEventType as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from exc
+    db_session.commit()
+    if sent is not None:
+        anyio.from_thread.run(request.app.state.notices.announce, [sent])
+    return out
+
+
+@router.post("/api/v1/events/batch", response_model=EventBatchOut, status_code=202)
+def post_events(
+    body: EventBatchIn,
+    request: Request,
+    db_session: DbSession,
+    authorization: Annotated[str | None, Header()] = None,
+) -> EventBatchOut:
+    """Many events in one request and one transaction (nightly exports, scans): one result per event, in order.
+
+    An event of an unknown type is refused alone (`outcome: rejected`); the others are stored.
+    """
+    _require_key(request, authorization)
+    results: list[EventOut] = []
+    sent: list[flows.Sent] = []
+    for event_in in body.events:
+        try:
+            with db_session.begin_nested():
+                out, delivered = _accept(request, db_session, event_in)
+        except flows.UnknownEventType as exc:
+            results.append(EventOut(event_id=None, key=event_in.key or "", outcome="rejected", detail=str(exc)[:200]))
+            continue
+        results.append(out)
+        if delivered is not None:
+            sent.append(delivered)
+    db_session.commit()
+    if sent:
+        anyio.from_thread.run(request.app.state.notices.announce, sent)
+    return EventBatchOut(results=results)
+
+
+def _accept(request: Request, db_session: DbSession, event_in: EventIn) -> tuple[EventOut, flows.Sent | None]:
+    gateway_settings: GatewaySettings = request.app.state.gateway_settings
+    accepted = flows.accept_event(
+        db_session=db_session,
+        event_in=event_in,
+        settings=request.app.state.notice_settings,
+        zone=gateway_settings.zone,
+    )
     notice = accepted.notice
     sent = None
     if notice is not None and not accepted.replayed and notice.next_attempt_at <= utcnow():
         # Due now: delivered in the same transaction that stores the event (all or nothing), not at the next poll.
         sent = flows.send(db_session=db_session, notice=notice, settings=request.app.state.notice_settings)
-    db_session.commit()
-    if sent is not None:
-        anyio.from_thread.run(request.app.state.notices.announce, [sent])
-    return EventOut(
+    out = EventOut(
         event_id=accepted.event.id,
         key=accepted.event.key,
         outcome=accepted.event.outcome,
@@ -72,6 +105,7 @@ def post_event(
         notice_status=notice.status if notice else None,
         replayed=accepted.replayed,
     )
+    return out, sent
 
 
 @router.get("/notices/{token}", response_class=HTMLResponse)
@@ -97,9 +131,7 @@ def confirm_page_decision(
     if notice is None:
         raise HTTPException(status_code=404, detail="no such notice")
     if notice.status in OPEN_STATES and notice.asks_decision:
-        flows.decide(
-            db_session=db_session, notice=notice, decision=decision, billing=billing_for(request, db_session)
-        )
+        flows.decide(db_session=db_session, notice=notice, decision=decision, billing=billing_for(request, db_session))
         db_session.commit()
     return HTMLResponse(_page(notice.text, _STATUS_TEXT.get(notice.status, "该通知已处理。"), token=None))
 

@@ -75,9 +75,7 @@ def test_an_agent_takes_over_chats_live_and_resolves_then_the_customer_rates_eff
     ) == [(7,)]
 
 
-def test_the_console_refuses_a_wrong_password_and_customers_cannot_use_its_api(
-    product: Product, context: Any
-) -> None:
+def test_the_console_refuses_a_wrong_password_and_customers_cannot_use_its_api(product: Product, context: Any) -> None:
     page = context.new_page()
     page.goto(product.url + "/agent")
     page.locator("[data-testid=login-username]").fill(product.agent["username"])

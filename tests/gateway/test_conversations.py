@@ -84,6 +84,18 @@ def test_suggestions_carry_choice_payloads_that_answer(client: TestClient) -> No
     assert chosen["kind"] == "answer" and chosen["kb_id"] in choice["payload"]
 
 
+def test_a_follow_up_is_read_on_the_topic_of_the_previous_answer(client: TestClient) -> None:
+    """The same words answer on topic after a data add-on answer, and only offer choices out of context."""
+    who = f"web-{uuid.uuid4().hex[:8]}"
+    first = send(client, "流量不够用了，有什么加油包", sender=who)["replies"][0]
+    assert first["kind"] == "answer" and first["kb_id"].startswith("KB03")  # the data category
+    follow_up = send(client, "按天收费的那个怎么扣钱", sender=who)["replies"][0]
+    assert follow_up["kind"] == "answer" and follow_up["kb_id"].startswith("KB03")
+
+    alone = send(client, "按天收费的那个怎么扣钱")["replies"][0]
+    assert alone["kind"] == "suggest"  # without the conversation the words fit several categories
+
+
 def test_a_forged_choice_of_an_internal_entry_is_refused(client: TestClient) -> None:
     reply = send(client, '/choose_kb{"kb_id": "KB0804"}')["replies"][0]
     assert reply["kind"] == "clarify" and reply["kb_id"] is None
@@ -147,8 +159,11 @@ def test_without_rasa_a_human_request_still_hands_off_and_the_agent_takes_over(
         f"/api/v1/agent/conversations/{conversation_id}/messages", headers=headers, json={"text": "您好，我来帮您查"}
     )
     assert posted.status_code == 201
-    note = client.post(f"/api/v1/agent/conversations/{conversation_id}/messages", headers=headers,
-                       json={"text": "内部备注：老客户", "private": True})
+    note = client.post(
+        f"/api/v1/agent/conversations/{conversation_id}/messages",
+        headers=headers,
+        json={"text": "内部备注：老客户", "private": True},
+    )
     assert note.status_code == 201
     # The customer's channel receives the agent's reply, never the private note.
     last_seen = handoff["replies"][-1]["message_id"]

@@ -102,9 +102,7 @@ def test_confirming_closes_the_package_through_billing_once(client: TestClient, 
         s.commit()
     event = roaming_event(who, customer={"channel": "rest", "id": who, "phone": "13900000002"})
     assert client.post("/api/v1/events", json=event, headers=EVENTS).status_code == 202
-    conversation = client.post(
-        "/api/v1/channels/rest/messages", json={"sender": who, "text": "/notice_confirm"}
-    ).json()
+    conversation = client.post("/api/v1/channels/rest/messages", json={"sender": who, "text": "/notice_confirm"}).json()
 
     assert [r["kind"] for r in conversation["replies"]] == ["notice_confirmed"]
     with factory() as s:
@@ -231,3 +229,24 @@ def test_a_customer_known_only_by_phone_gets_the_notice_by_sms_with_the_confirm_
     assert "/notices/" in sms["text"] and "港澳" in sms["text"]
     link = sms["text"].rsplit("/notices/", 1)[1]
     assert 'data-testid="notice-confirm"' in client.get(f"/notices/{link}").text
+
+
+def test_a_batch_of_events_is_stored_in_order_and_a_bad_one_is_refused_alone(
+    client: TestClient, factory: sessionmaker[Session]
+) -> None:
+    first, second = roaming_event(sender()), roaming_event(sender())
+    unknown = {**roaming_event(sender()), "type": "no.such.event"}
+    assert client.post("/api/v1/events", json=first, headers=EVENTS).status_code == 202
+
+    response = client.post("/api/v1/events/batch", json={"events": [first, unknown, second]}, headers=EVENTS)
+
+    assert response.status_code == 202
+    replay, refused, new = response.json()["results"]
+    assert replay["replayed"] is True
+    assert refused["outcome"] == "rejected" and refused["event_id"] is None and "no.such.event" in refused["detail"]
+    assert new["notice_status"] == "sent" and new["key"] == second["key"]
+    assert [m["kind"] for m in outbox(client, second["customer"]["id"])] == ["notice"]
+    assert outbox(client, unknown["customer"]["id"]) == []
+    too_many = client.post("/api/v1/events/batch", json={"events": [first] * 1001}, headers=EVENTS)
+    assert too_many.status_code == 422
+    assert client.post("/api/v1/events/batch", json={"events": [first]}).status_code == 401

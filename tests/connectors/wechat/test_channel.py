@@ -15,9 +15,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from common.channels import InboundMessage, InboundResult, Reply, ReplyOption
+from common.db import make_engine, make_session_factory
 from common.settings import CommonSettings
 from connectors.wechat import crypto, messages
 from connectors.wechat.settings import WechatSettings
+from gateway import migrate
 from gateway.app import create_app
 from gateway.conversation.models import Message
 from gateway.settings import GatewaySettings
@@ -215,27 +217,23 @@ def test_retries_reaching_another_process_are_serialised_by_the_engine(
     assert inbound_count(session_factory, source_id="4101") == 1
 
 
-class SlowEngine:
-    """The real engine behind a delay: a turn that outlives WeChat's 5-second budget."""
+def slow_answers(monkeypatch: pytest.MonkeyPatch, engine: Any, delay: float) -> None:
+    """The real engine, answering slower than WeChat's budget (messages are still stored at once)."""
+    respond = engine._respond
 
-    def __init__(self, engine: Any, delay: float):
-        self._engine, self._delay = engine, delay
+    async def slow(*args: Any) -> Any:
+        await asyncio.sleep(delay)
+        return await respond(*args)
 
-    async def handle(self, message: InboundMessage) -> InboundResult:
-        await asyncio.sleep(self._delay)
-        result: InboundResult = await self._engine.handle(message)
-        return result
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._engine, name)
+    monkeypatch.setattr(engine, "_respond", slow)
 
 
 def test_slow_turn_acks_success_and_pushes_through_the_customer_service_api(
-    client: TestClient, session_factory: sessionmaker[Session], fake: FakeWechat
+    client: TestClient, session_factory: sessionmaker[Session], fake: FakeWechat, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app: Any = client.app
     app.state.wechat.settings.reply_budget_s = 0.2
-    app.state.engine_ = SlowEngine(app.state.engine_, delay=0.6)
+    slow_answers(monkeypatch, app.state.engine_, delay=0.6)
     xml = _xml("oSlow", "text", "5001", Content="怎么查询话费余额？")
     assert post_plain(client, xml).text == "success"
     assert post_plain(client, xml).text == "success"  # a retry while the turn runs
@@ -247,10 +245,75 @@ def test_slow_turn_acks_success_and_pushes_through_the_customer_service_api(
     assert len([c for c in fake.sent("/cgi-bin/message/custom/send") if c["touser"] == "oSlow"]) == 1
     assert inbound_count(session_factory, source_id="5001") == 1
     # Tapping a menu item comes back as text with bizmsgmenuid: it maps to the option's payload.
-    app.state.engine_ = app.state.engine_._engine
+    monkeypatch.undo()
     post_plain(client, _xml("oSlow", "text", "5002", Content="没用", bizmsgmenuid="2"))
     with session_factory() as db:
         assert db.scalar(select(Message.text).where(Message.source_id == "5002")) == "/feedback_negative"
+
+
+def test_success_is_said_only_once_the_message_is_stored(
+    client: TestClient, session_factory: sessionmaker[Session], fake: FakeWechat, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `success` tells WeChat never to retry: said before the message is stored, a crash would lose it."""
+    app: Any = client.app
+    app.state.wechat.settings.reply_budget_s = 0.1
+    engine = app.state.engine_
+    store_many = engine._store_many
+
+    def slow_store(batch: list[InboundMessage]) -> Any:
+        time.sleep(0.8)  # a busy database
+        return store_many(batch)
+
+    monkeypatch.setattr(engine, "_store_many", slow_store)
+    started = time.monotonic()
+    response = post_plain(client, _xml("oBusyDb", "text", "5101", Content="怎么查询话费余额？"))
+    assert time.monotonic() - started >= 0.8
+    assert inbound_count(session_factory, source_id="5101") == 1
+    assert response.text == "success"
+
+
+def test_under_load_pushes_are_acknowledged_once_stored_and_answered_later(
+    tmp_path: Path, embedder: Embedder, fake: FakeWechat
+) -> None:
+    """More turns in flight than `passive_max_in_flight`: `success` at once, every answer through the API.
+
+    Concurrent turns need a real engine with a connection pool (the savepoint fixtures share one connection).
+    """
+    database_url = f"sqlite:///{tmp_path / 'kefu.db'}"
+    migrate.upgrade(database_url)
+    engine = make_engine(database_url)
+    session_factory = make_session_factory(engine)
+    kb = KnowledgeSettings(index_dir=tmp_path / "index")
+    flows.import_jsonl(session_factory=session_factory, path=kb.demo_kb_path, actor="demo")
+    app = create_app(
+        common=CommonSettings(var_dir=tmp_path, database_url=database_url),
+        kb_settings=kb,
+        gateway_settings=GatewaySettings(rasa_url="http://127.0.0.1:9"),
+        embedder=embedder,
+        wechat_settings=WechatSettings(
+            token=TOKEN, appid=V["appid"], secret="app-secret", api_base=fake.url, passive_max_in_flight=1
+        ),
+    )
+    with TestClient(app) as client:
+        assert app.state.index_ready.wait(180), "index never became ready"
+        _burst(client, session_factory, fake)
+    engine.dispose()
+
+
+def _burst(client: TestClient, session_factory: sessionmaker[Session], fake: FakeWechat) -> None:
+    openids = [f"oBurst{i}" for i in range(8)]
+    with ThreadPoolExecutor(len(openids)) as pool:
+        texts = list(
+            pool.map(lambda o: post_plain(client, _xml(o, "text", f"52{o[-1]}", Content="宽带怎么报装")).text, openids)
+        )
+    assert texts.count("success") >= len(openids) - 1
+    acked = {o for o, t in zip(openids, texts, strict=True) if t == "success"}
+    deadline = time.monotonic() + 20
+    while not acked <= {c["touser"] for c in fake.sent("/cgi-bin/message/custom/send")}:
+        assert time.monotonic() < deadline, "answers acknowledged with `success` were never pushed"
+        time.sleep(0.05)
+    for o in openids:
+        assert inbound_count(session_factory, source_id=f"52{o[-1]}") == 1
 
 
 def test_handoff_and_agent_replies_reach_wechat_users(
