@@ -52,6 +52,8 @@ _OPENID = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
 SUBSCRIBE_TEXT = "你好"
 # WeChat gives up on a push after 5 s; past this, a push not yet stored is refused so that WeChat retries it.
 STORE_PATIENCE_S = 4.5
+# How often a push waiting for its passive reply looks whether the process has become busy.
+BUSY_CHECK_S = 0.02
 
 
 class NotStored(Exception):
@@ -382,25 +384,29 @@ class WechatChannel:
             turn.task.add_done_callback(functools.partial(self._done, key, turn))
         elif turn.deferred:
             return None
-        busy = sum(1 for t in self._turns.values() if not t.task.done()) > self.settings.passive_max_in_flight
-        budget = 0.0 if busy else self.settings.reply_budget_s - (time.monotonic() - started)
-        try:
-            result = await asyncio.wait_for(asyncio.shield(turn.task), timeout=max(0.0, budget))
-        except TimeoutError:
-            if not turn.task.done():
+        # Wait for the answer while the budget lasts and the process is not busy — checked again and again:
+        # the first push of a burst stops waiting as soon as the rest of the burst arrives.
+        deadline = started + self.settings.reply_budget_s
+        while not turn.task.done():
+            if self._busy() or time.monotonic() >= deadline:
                 await self._until_stored(turn, started)
-                turn.deferred = True
-                return None
-            result = turn.task.result()
-        except Exception:
-            # Logged by _done; the message is stored, a human can pick it up.
-            return None
+                if not turn.task.done():
+                    turn.deferred = True
+                    return None
+                break
+            await asyncio.wait([turn.task], timeout=min(BUSY_CHECK_S, max(0.0, deadline - time.monotonic())))
+        if turn.task.cancelled() or turn.task.exception() is not None:
+            return None  # logged by _done; the message is stored, a human can pick it up
+        result = turn.task.result()
         if turn.deferred:
             return None
         content, options = passive_text(result.replies)
         if options:
             await self.choices.put(inbound.openid, options)
         return content or None
+
+    def _busy(self) -> bool:
+        return sum(1 for t in self._turns.values() if not t.task.done()) > self.settings.passive_max_in_flight
 
     async def _until_stored(self, turn: Turn, started: float) -> None:
         patience = STORE_PATIENCE_S - (time.monotonic() - started)

@@ -214,7 +214,13 @@ class ConversationEngine:
                     future.set_result(result)
 
     def _store_many(self, batch: list[InboundMessage]) -> list[tuple[int, InboundResult | None] | Exception]:
-        """Store a burst in one transaction; a message that fails is rolled back alone (savepoint)."""
+        """Store a burst in one transaction; if any message fails, each is stored again alone (savepoints)."""
+        try:
+            with session_scope(self._factory) as db:
+                return [self._store(db, message) for message in batch]
+        except Exception:
+            if len(batch) == 1:
+                raise
         results: list[tuple[int, InboundResult | None] | Exception] = []
         with session_scope(self._factory) as db:
             for message in batch:

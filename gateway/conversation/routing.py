@@ -80,12 +80,15 @@ def decide(
     follow_up_tier: str | None = None,
     command_min: float = 0.5,
     small_talk_min: float = 0.6,
+    over_answer_min: float = 0.8,
 ) -> Route:
     """The knowledge base answers questions; Rasa handles dialogue and whatever the KB cannot answer."""
     if state.active_loop:
         return Route.RASA
     confident = nlu.confidence >= command_min
-    if nlu.intent in ESCALATIONS and confident:
+    # Against a sure KB answer an escalation must be sure too: "有人打电话说是公安局的…" is a fraud question
+    # that merely mentions a phone call (NLU: request_voice 0.61), "转人工" is an escalation (1.0).
+    if nlu.intent in ESCALATIONS and confident and (kb_tier != "answer" or nlu.confidence >= over_answer_min):
         return Route.RASA
     if nlu.intent == "complain" and confident and (is_angry_complaint(text) or kb_tier != "answer"):
         return Route.RASA

@@ -13,6 +13,8 @@ NONE = DialogueState()
         ("request_human", 0.9, "answer", NONE, Route.RASA),  # 转人工 beats KB1401 "how to reach a human"
         ("request_voice", 0.8, "suggest", NONE, Route.RASA),
         ("request_human", 0.3, "answer", NONE, Route.KB),  # unsure NLU does not override a sure answer
+        ("request_voice", 0.6, "answer", NONE, Route.KB),  # nor does a middling one (打电话 in a fraud story)
+        ("request_voice", 0.6, "suggest", NONE, Route.RASA),
         ("greet", 0.95, "none", NONE, Route.RASA),
         ("greet", 0.95, "answer", NONE, Route.KB),  # 你好，我想查话费 is a question
         ("affirm", 0.9, "answer", DialogueState(offered_human=True), Route.RASA),
