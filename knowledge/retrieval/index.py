@@ -1075,7 +1075,8 @@ class HybridIndex:
             entry_ids = state.slot_id[candidates.slots]
             # Entry id last: equal scores must not be ordered by slot or pool position, which
             # differ between a live index and its saved-and-loaded copy.
-            order = np.lexsort((entry_ids, -logits, -confidence))
+            # Rounded first: two identical entries may differ in the last bits (summation order in BLAS).
+            order = np.lexsort((entry_ids, -np.round(logits, 6), -np.round(confidence, 6)))
             hits = [
                 Hit(
                     entry_id=int(state.slot_id[candidates.slots[i]]),

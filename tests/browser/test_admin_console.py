@@ -47,7 +47,7 @@ def test_an_admin_edits_an_answer_and_the_widget_shows_the_new_wording(
     admin.locator("[data-testid=bench-result] table").first.wait_for(timeout=TIMEOUT_MS)
     shot(admin, "admin-bench")
     admin.locator("#tab-gaps").click()
-    admin.get_by_text("知识缺口").wait_for(timeout=TIMEOUT_MS)
+    admin.get_by_role("heading", name="知识缺口", exact=False).wait_for(timeout=TIMEOUT_MS)
     shot(admin, "admin-gaps")
 
 
