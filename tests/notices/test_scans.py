@@ -6,6 +6,7 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
@@ -14,6 +15,8 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from common.db import make_engine, make_session_factory
+from gateway import cli, migrate
 from gateway.clients.billing import BillingError, HttpBilling
 from gateway.conversation import service as conversations
 from gateway.delivery import Delivery
@@ -149,3 +152,25 @@ def test_the_operator_billing_api_is_scanned_and_its_bad_rows_and_failures_cost_
         assert [n.source_id for n in db.scalars(select(Notice).where(Notice.name == "low_balance"))] == ["13600000001"]
         failed = db.scalar(select(ScanRun).where(ScanRun.scan == "points_expiring"))
         assert failed is not None and "503" in failed.error
+
+
+def test_kefu_notices_scan_runs_the_scans_by_hand_and_refuses_unknown_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    database_url = f"sqlite:///{tmp_path / 'kefu.db'}"
+    migrate.upgrade(database_url)
+    engine = make_engine(database_url)
+    with make_session_factory(engine)() as db:
+        seed(db)
+    monkeypatch.setenv("KEFU_DATABASE_URL", database_url)
+    monkeypatch.setenv("KEFU_VAR_DIR", str(tmp_path))
+
+    assert cli.main(["notices", "scan", "no_such_scan"]) == 2
+    assert cli.main(["notices", "scan", "low_balance", "package_expiring"]) == 0
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [(r["scan"], r["notices"]) for r in printed] == [("low_balance", 1), ("package_expiring", 1)]
+    assert cli.main(["notices", "scan", "low_balance"]) == 0  # the same day again: nothing new
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["notices"] == 0
+    with make_session_factory(engine)() as db:
+        assert sorted(notices_by_phone(db).values()) == ["low_balance", "package_expiring"]
+    engine.dispose()
