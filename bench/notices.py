@@ -115,7 +115,7 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=100, help="events per request (1: the single-event API)")
     parser.add_argument("--database-url", default="")
     args = parser.parse_args()
-    from common.db import make_engine
+    from common.db import make_engine, table_names
     from gateway import migrate
     from gateway.conversation.models import Message
     from gateway.notices.models import Notice, NoticeStatus
@@ -123,6 +123,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="kefu-notices-bench-") as tmp:
         var = Path(tmp)
         database_url = args.database_url or f"sqlite:///{var / 'kefu.db'}"
+        if table_names(database_url):
+            raise SystemExit("the bench writes thousands of rows: give it an empty database")
         migrate.upgrade(database_url)
         port = free_port()
         url = f"http://127.0.0.1:{port}"

@@ -252,11 +252,13 @@ async def run(port: int, concurrency: int, waves: int, api: FakeApi, paced: bool
 
 
 def prepare(var: Path, database_url: str) -> None:
-    from common.db import make_engine, make_session_factory
+    from common.db import make_engine, make_session_factory, table_names
     from gateway import migrate
     from knowledge import flows
     from knowledge.settings import KnowledgeSettings
 
+    if table_names(database_url):
+        raise SystemExit("the bench writes thousands of rows: give it an empty database")
     migrate.upgrade(database_url)
     engine = make_engine(database_url)
     flows.import_jsonl(
