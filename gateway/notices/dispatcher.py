@@ -119,6 +119,7 @@ class Dispatcher:
                     run.error = str(exc)[:300]
                     run.finished_at = utcnow()
                 return flows.ScanResult(scan=scan.name, run_on=today, claimed=claim)
+            result.claimed = run is not None
             if run is not None:
                 run.events = result.found
                 run.finished_at = utcnow()

@@ -239,6 +239,7 @@ def _recipient(db_session: Session, event_in: EventIn) -> tuple[Contact, str, st
 class ScanResult:
     scan: str
     run_on: date
+    # Whether this run was the day's scheduled one (claimed by this process); False for a run by hand.
     claimed: bool
     found: int = 0
     notices: int = 0
@@ -270,7 +271,7 @@ def run_scan(
     """Ask the billing system who matches the scan and turn each answer into an event (idempotent per day)."""
     now = now or utcnow()
     today = now.astimezone(zone).date()
-    result = ScanResult(scan=scan.name, run_on=today, claimed=True)
+    result = ScanResult(scan=scan.name, run_on=today, claimed=False)
     for hit in scan.query(billing, settings, today):
         result.found += 1
         phone = str(hit.get("phone", ""))

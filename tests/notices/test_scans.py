@@ -169,6 +169,7 @@ def test_kefu_notices_scan_runs_the_scans_by_hand_and_refuses_unknown_names(
     assert cli.main(["notices", "scan", "low_balance", "package_expiring"]) == 0
     printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert [(r["scan"], r["notices"]) for r in printed] == [("low_balance", 1), ("package_expiring", 1)]
+    assert not any(r["claimed"] for r in printed)  # by hand: the day's scheduled run is still to come
     assert cli.main(["notices", "scan", "low_balance"]) == 0  # the same day again: nothing new
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["notices"] == 0
     with make_session_factory(engine)() as db:
