@@ -245,11 +245,7 @@ class ConversationEngine:
             return inbound.id, _result(conversation, replies, True, inbound_id=inbound.id)
         contact = service.get_or_create_contact(db_session=db, channel=message.channel, source_id=message.sender)
         _apply_metadata(contact, message.metadata)
-        conversation = service.get_open(db_session=db, contact_id=contact.id, channel=message.channel)
-        if conversation is None:
-            conversation = Conversation(contact_id=contact.id, channel=message.channel)
-            db.add(conversation)
-            db.flush()
+        conversation = service.get_or_open(db_session=db, contact_id=contact.id, channel=message.channel)
         inbound = service.add_message(
             db_session=db,
             conversation=conversation,

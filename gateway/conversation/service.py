@@ -56,6 +56,16 @@ def get_open(*, db_session: Session, contact_id: int, channel: str) -> Conversat
     )
 
 
+def get_or_open(*, db_session: Session, contact_id: int, channel: str) -> Conversation:
+    """The contact's unresolved conversation on this channel, or a new one."""
+    conversation = get_open(db_session=db_session, contact_id=contact_id, channel=channel)
+    if conversation is None:
+        conversation = Conversation(contact_id=contact_id, channel=channel)
+        db_session.add(conversation)
+        db_session.flush()
+    return conversation
+
+
 def get_inbound(*, db_session: Session, channel: str, source_id: str) -> Message | None:
     """A stored inbound message by its channel id (the idempotency key)."""
     return db_session.scalar(select(Message).where(Message.channel == channel, Message.source_id == source_id))

@@ -9,7 +9,6 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
@@ -21,7 +20,7 @@ from common.channels import Reply, ReplyOption
 from common.db import utcnow
 from gateway.clients.billing import Billing, BillingError
 from gateway.conversation import service as conversations
-from gateway.conversation.models import Contact, Conversation, Direction, SenderType
+from gateway.conversation.models import Contact, Direction, SenderType
 from gateway.notices import service
 from gateway.notices.models import BusinessEvent, Notice, NoticeStatus, ScanRun
 from gateway.notices.rules import RULES
@@ -78,7 +77,7 @@ def accept_event(
     db_session.flush()
     contact, channel, source_id = _recipient(db_session, event_in)
     data = {"type": event_in.type, **{k: str(v) for k, v in event_in.data.items()}}
-    dedup_key = rule.dedup.format_map(_Blank(data))[:160]
+    dedup_key = rule.dedup_key(data)
     if service.get_live_duplicate(
         db_session=db_session, contact_id=contact.id, dedup_key=dedup_key, since=now - rule.ttl
     ):
@@ -121,11 +120,7 @@ def send(*, db_session: Session, notice: Notice, settings: NoticeSettings, now: 
     now = now or utcnow()
     contact = db_session.get(Contact, notice.contact_id)
     assert contact is not None
-    conversation = conversations.get_open(db_session=db_session, contact_id=contact.id, channel=notice.channel)
-    if conversation is None:
-        conversation = Conversation(contact_id=contact.id, channel=notice.channel)
-        db_session.add(conversation)
-        db_session.flush()
+    conversation = conversations.get_or_open(db_session=db_session, contact_id=contact.id, channel=notice.channel)
     reply = to_reply(notice, settings)
     message = conversations.add_message(
         db_session=db_session,
@@ -316,8 +311,3 @@ def _ignored(event: BusinessEvent, why: str) -> Accepted:
     event.detail = why[:200]
     log.info("event %s ignored: %s", event.key, why)
     return Accepted(event, None)
-
-
-class _Blank(dict[str, Any]):
-    def __missing__(self, key: str) -> str:
-        return ""

@@ -26,6 +26,10 @@ class Rule:
         lead = self.template.format_map(_Missing(data)) if self.template else ""
         return "\n".join(part for part in (lead, kb_answer or "") if part).strip()
 
+    def dedup_key(self, data: dict[str, Any]) -> str:
+        """The per-customer deduplication key of this event's notice."""
+        return self.dedup.format_map(_Missing(data))[:160]
+
 
 class _Missing(dict[str, Any]):
     def __missing__(self, key: str) -> str:
