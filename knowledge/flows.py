@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from common.db import session_scope
 from knowledge import service
-from knowledge.retrieval import Embedder, HybridIndex, IndexedEntry, RetrievalConfig, entries_checksum
+from knowledge.retrieval import INDEX_FORMAT, Embedder, HybridIndex, IndexedEntry, RetrievalConfig, entries_checksum
 from knowledge.schemas import KbRecord
 
 log = logging.getLogger(__name__)
@@ -164,12 +164,7 @@ class LiveIndex:
         with session_scope(session_factory) as db_session:
             entries = service.searchable(db_session=db_session)
         count, digest = checksum(entries)
-        expected = {
-            "count": count,
-            "checksum": digest,
-            "embedder": embedder.name,
-            "synonyms": _synonyms_digest(synonyms),
-        }
+        expected = _manifest(count=count, digest=digest, embedder_name=embedder.name, synonyms=synonyms)
         manifest = _read_manifest(directory)
         if manifest == expected:
             try:
@@ -211,12 +206,7 @@ class LiveIndex:
         with session_scope(session_factory) as db_session:
             count, digest = checksum(service.searchable(db_session=db_session))
         self.save(
-            entries_digest={
-                "count": count,
-                "checksum": digest,
-                "embedder": self.embedder_name,
-                "synonyms": _synonyms_digest(synonyms),
-            }
+            entries_digest=_manifest(count=count, digest=digest, embedder_name=self.embedder_name, synonyms=synonyms)
         )
         return True
 
@@ -242,6 +232,18 @@ def _read_manifest(directory: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def _manifest(*, count: int, digest: str, embedder_name: str, synonyms: list[tuple[str, str]]) -> dict[str, Any]:
+    # The format changes whenever indexed text or vectors would differ for the same entries
+    # (normalisation rules, legs), so an upgraded process rebuilds instead of loading stale data.
+    return {
+        "format": INDEX_FORMAT,
+        "count": count,
+        "checksum": digest,
+        "embedder": embedder_name,
+        "synonyms": _synonyms_digest(synonyms),
+    }
 
 
 def _synonyms_digest(synonyms: list[tuple[str, str]]) -> str:

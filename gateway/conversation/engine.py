@@ -429,6 +429,8 @@ class ConversationEngine:
         follow_up = await run_in_threadpool(
             kb_service.search, index=live.index, query=f"{begun.last_kb_title} {text}", audience="customer"
         )
+        if _echo(follow_up, alone, begun.last_kb_id, text):
+            return alone, None
         return alone, follow_up
 
     async def _kb_outcome(self, kb: SearchOutcome, text: str) -> Outcome:
@@ -555,6 +557,15 @@ class ConversationEngine:
             offer = [ReplyOption(title=texts.HANDOFF_OFFER, payload="/request_human")]
             return Outcome(replies=[Reply(kind="clarify", text=texts.CLARIFY_OFFER_HUMAN, options=offer)], failure=True)
         return Outcome(replies=[Reply(kind="clarify", text=texts.CLARIFY)], failure=True)
+
+
+def _echo(follow_up: SearchOutcome, alone: SearchOutcome, last_kb_id: str | None, text: str) -> bool:
+    """The follow-up reading only repeats the previous answer: the previous question in the query
+    found itself, while the new question alone (not leaning on context) does not point there at all.
+    抬头开错了能改吗 after the invoice-types answer asks something new."""
+    if follow_up.tier == "none" or not follow_up.hits or follow_up.hits[0].external_id != last_kb_id:
+        return False
+    return not _ELLIPTIC.search(text) and all(hit.external_id != last_kb_id for hit in alone.hits)
 
 
 def _prefer(alone: SearchOutcome | None, follow_up: SearchOutcome | None, text: str) -> SearchOutcome | None:

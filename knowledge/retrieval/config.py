@@ -32,6 +32,9 @@ class RetrievalConfig(BaseModel):
     # so that "did you mean" does not offer obviously unrelated questions.
     suggestion_floor: float = Field(default=0.02, ge=0.0, le=1.0)
     embedder: str = "use"
+    # A query that is one content word found in the questions of at least this many entries
+    # (发票, 宽带, 积分) gets "did you mean" choices, never a direct answer.
+    broad_query_entries: int = Field(default=3, ge=2)
 
     # Queries longer than this (after normalisation) are cut: long emotional messages carry their
     # question early, and the cost of every leg grows with the query length.

@@ -37,6 +37,9 @@ _FORMAT = 2
 _EMBED_CHUNK = 4096
 _SENTENCE = re.compile(r"[。；;！!？?\n]|(?:^|[：:，,\s])\d[.、]")
 _QUOTED = re.compile(r"[\"“「『]([^\"”」』]{2,12})[\"”」』]")
+# Bumped when the same entries would be indexed differently (normalisation, legs): saved
+# indexes of another format are rebuilt at start-up. 2: homophone typo correction.
+INDEX_FORMAT = 2
 _FEATURE_INDEX = {name: index for index, name in enumerate(FEATURES)}
 # Politeness and particles around a question do not change which entry it asks for, so a query
 # that is an indexed string up to these still counts as an exact match.
@@ -774,6 +777,75 @@ class HybridIndex:
             features[:, _FEATURE_INDEX["unknown_share"]] = unknown / len(content)
         return _Candidates(slots, features, legs_first, picked)
 
+    def _score(
+        self,
+        state: _State,
+        text: str,
+        found: tuple[np.ndarray, ...],
+        eligible: np.ndarray,
+        class_logits: np.ndarray | None,
+    ) -> tuple[_Candidates, np.ndarray, np.ndarray, np.ndarray] | None:
+        """Candidates of one audience with their fused logits, calibrated confidence and the
+        positions of exact matches; None when nothing is a candidate."""
+        cfg = self._config
+        candidates = self._candidates(
+            state, text, *(part[0] for part in found), eligible=eligible, class_logits=class_logits
+        )
+        if candidates.slots.shape[0] == 0:
+            return None
+        fusion = state.fusion
+        logits = fusion.ranker.logit(candidates.features)
+        confidence = fusion.calibrator.proba(calibration_inputs(logits, candidates.legs_first, candidates.features))
+        exact_column = candidates.features[:, _FEATURE_INDEX["exact_match"]]
+        exact = np.flatnonzero(exact_column > 0)
+        if exact.shape[0] == 1:
+            # The operator wrote this very question for this entry (and for no other): that
+            # outranks anything the learned fusion makes of a string it may never have seen
+            # (an entry upserted after the last rebuild, with no paraphrases).
+            confidence[exact[0]] = max(float(confidence[exact[0]]), cfg.exact_match_confidence)
+            confidence[exact_column == 0] = np.minimum(
+                confidence[exact_column == 0], float(confidence[exact[0]]) - 1e-6
+            )
+        return candidates, logits, confidence, exact
+
+    def _broad(self, state: _State, text: str, eligible: np.ndarray) -> bool:
+        """Whether the query is one content word found in the questions of at least
+        ``broad_query_entries`` entries the caller may see."""
+        content = list(dict.fromkeys(w for w in state.tokeniser.words(skeleton(text)) if w not in STOPWORDS))
+        if len(content) != 1:
+            return False
+        col = state.words.vocab.get(content[0])
+        if col is None:
+            return False
+        rows = state.words._postings(col)[0]
+        rows = rows[state.row_alive[rows]]
+        slots = np.unique(state.row_slot[rows])
+        return int(eligible[slots].sum()) >= self._config.broad_query_entries
+
+    def _internal_only(
+        self,
+        state: _State,
+        text: str,
+        found: tuple[np.ndarray, ...],
+        class_logits: np.ndarray | None,
+        now: datetime | None,
+    ) -> bool:
+        """Whether, seen with agent eligibility, the query confidently asks for an
+        ``agent_only`` entry (scored only when the customer view is not already answering)."""
+        # Cheap gate first (most queries never come near an internal entry): one of the
+        # nearest indexed strings must belong to an agent_only entry.
+        rows = found[1][0][: self._config.candidate_pool]
+        rows = rows[(rows >= 0) & (rows < state.n_rows)]
+        if not state.slot_agent_only[state.row_slot[rows]].any():
+            return False
+        visible = self._eligible(state, agent=True, now=now)
+        scored = self._score(state, text, found, visible, class_logits)
+        if scored is None:
+            return False
+        candidates, logits, confidence, _ = scored
+        best = int(np.lexsort((-np.round(logits, 6), -np.round(confidence, 6)))[0])
+        return bool(state.slot_agent_only[candidates.slots[best]]) and confidence[best] >= self._config.answer_threshold
+
     @staticmethod
     def _coverage(
         state: _State,
@@ -1054,24 +1126,10 @@ class HybridIndex:
             found = self._dense_search(state, vector)
             eligible = self._eligible(state, agent=audience == "agent", now=now)
             class_logits = state.slot_logits(state.classifier, [text], vector)[0] if state.classifier else None
-            candidates = self._candidates(
-                state, text, *(part[0] for part in found), eligible=eligible, class_logits=class_logits
-            )
-            if candidates.slots.shape[0] == 0:
+            scored = self._score(state, text, found, eligible, class_logits)
+            if scored is None:
                 return SearchOutcome("none", [], text)
-            fusion = state.fusion
-            logits = fusion.ranker.logit(candidates.features)
-            confidence = fusion.calibrator.proba(calibration_inputs(logits, candidates.legs_first, candidates.features))
-            exact = np.flatnonzero(candidates.features[:, _FEATURE_INDEX["exact_match"]] > 0)
-            if exact.shape[0] == 1:
-                # The operator wrote this very question for this entry (and for no other): that
-                # outranks anything the learned fusion makes of a string it may never have seen
-                # (an entry upserted after the last rebuild, with no paraphrases).
-                confidence[exact[0]] = max(float(confidence[exact[0]]), cfg.exact_match_confidence)
-                confidence[candidates.features[:, _FEATURE_INDEX["exact_match"]] == 0] = np.minimum(
-                    confidence[candidates.features[:, _FEATURE_INDEX["exact_match"]] == 0],
-                    float(confidence[exact[0]]) - 1e-6,
-                )
+            candidates, logits, confidence, exact = scored
             entry_ids = state.slot_id[candidates.slots]
             # Entry id last: equal scores must not be ordered by slot or pool position, which
             # differ between a live index and its saved-and-loaded copy.
@@ -1091,11 +1149,22 @@ class HybridIndex:
                 )
                 for i in order[: max(limit, cfg.max_suggestions)]
             ]
+            # A bare keyword that many entries share (发票, 宽带) names a topic, not a question: the
+            # fusion was trained on whole questions and may be sure of one entry, but the
+            # customer has not said which of the topic's questions they mean.
+            broad = exact.shape[0] == 0 and self._broad(state, text, eligible)
+            internal = False
+            if audience == "customer" and hits[0].confidence < cfg.answer_threshold:
+                internal = self._internal_only(state, text, found, class_logits, now)
         top = hits[0].confidence
         tier: Tier
-        if top >= cfg.answer_threshold:
+        if internal:
+            # Only an agent_only entry answers this: look-alike public entries would be lures,
+            # so say it plainly (the dialogue offers a human) instead of suggesting them.
+            tier, hits = "none", hits[:limit]
+        elif top >= cfg.answer_threshold and not broad:
             tier, hits = "answer", hits[:limit]
-        elif top >= cfg.suggest_threshold and len(hits) >= 2:
+        elif (top >= cfg.suggest_threshold or broad) and len(hits) >= 2:
             tier = "suggest"
             chosen = [hit for i, hit in enumerate(hits) if i < 2 or hit.confidence >= cfg.suggestion_floor]
             hits = chosen[: cfg.max_suggestions]

@@ -44,6 +44,11 @@ def _jieba_template() -> Any:
         return _TEMPLATE[0]
 
 
+def jieba_frequencies() -> dict[str, int]:
+    """Word frequencies of jieba's main dictionary (shared, read-only)."""
+    return _jieba_template().FREQ  # type: ignore[no-any-return]
+
+
 class Tokeniser:
     """Word, character-bigram and pinyin-bigram analysers over normalised text.
 

@@ -15,6 +15,10 @@ _SPACE = re.compile(r"\s+")
 # Three or more repeats of one non-digit character ("啊啊啊啊", "？？？") carry emotion, not content.
 _REPEAT = re.compile(r"([^\d\s])\1{2,}")
 _LATIN_RUN = re.compile(r"[a-z]+")
+# A stretch that is itself a word this common in general Chinese (几分, 花费) is what the
+# customer meant, not a typo of the KB word it sounds like (积分, 话费).
+_COMMON_WORD = 20
+_CJK_RUN = re.compile(r"[\u4e00-\u9fff]{2,}")
 # Data volumes: "2个G", "30g", "1.5GB", "500兆" -> "2gb", "30gb", "1.5gb", "500mb". Bare 2g..5g
 # stay as they are because they usually name a network generation (5G套餐, 4G信号).
 _GB = re.compile(r"(?<![\d.a-z])(\d+(?:\.\d+)?)\s*(个)?\s*(?:gb|g|吉)(?![a-z])")
@@ -58,6 +62,7 @@ class Normaliser:
         self._pinyin_words: dict[str, str] = {}
         self._pinyin_sources: list[str] = []
         self._max_pinyin_len = 0
+        self._vocabulary: set[str] = set()
         self.synonyms: list[tuple[str, str]] = []
         self._pattern: re.Pattern[str] | None = None
         self._replacement: dict[str, str] = {}
@@ -96,6 +101,7 @@ class Normaliser:
         for word in words:
             if len(word) < 2 or not all(_is_cjk(char) for char in word):
                 continue
+            self._vocabulary.add(word)
             key = "".join(lazy_pinyin(word, style=Style.NORMAL))
             if key.isascii() and key.isalpha() and key not in self._pinyin_words:
                 self._pinyin_words[key] = word
@@ -145,6 +151,46 @@ class Normaliser:
                 return run
         return "".join(out)
 
+    def _homophone_run(self, match: re.Match[str]) -> str:
+        # Typing by pinyin input method picks a same-sounding wrong character (留量, 停机报号,
+        # 冲值): a 2-4 character stretch that sounds exactly like a KB word and differs from it
+        # in one character becomes that word. Two differing characters are left alone, since that
+        # is usually another real word (期间 is not 旗舰).
+        from pypinyin import Style, lazy_pinyin
+
+        from knowledge.retrieval.lexical import jieba_frequencies
+
+        common = jieba_frequencies()
+        run = match.group(0)
+        syllables = lazy_pinyin(run, style=Style.NORMAL)
+        if len(syllables) != len(run):
+            return run
+        out: list[str] = []
+        position = 0
+        while position < len(run):
+            for length in (4, 3, 2):
+                window = run[position : position + length]
+                if len(window) < length:
+                    continue
+                if window in self._vocabulary:
+                    out.append(window)
+                    break
+                word = self._pinyin_words.get("".join(syllables[position : position + length]))
+                if (
+                    word is not None
+                    and len(word) == length
+                    and sum(a != b for a, b in zip(word, window, strict=True)) == 1
+                    and common.get(window, 0) < _COMMON_WORD
+                ):
+                    out.append(word)
+                    break
+            else:
+                out.append(run[position])
+                position += 1
+                continue
+            position += length
+        return "".join(out)
+
     def normalise(self, text: str, *, max_chars: int | None = None) -> str:
         if max_chars is not None:
             # Cut before the expensive steps; the slack absorbs characters the cleaning removes.
@@ -155,6 +201,7 @@ class Normaliser:
             text = pattern.sub(lambda match: table[match.group(0)], text)
         if self._pinyin_words:
             text = _LATIN_RUN.sub(self._pinyin_run, text)
+            text = _CJK_RUN.sub(self._homophone_run, text)
         text = _GB.sub(_gb, text)
         text = _MB.sub(_mb, text)
         # Space only matters between Latin/digit tokens; between Chinese characters it is noise

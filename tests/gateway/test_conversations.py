@@ -96,6 +96,17 @@ def test_a_follow_up_is_read_on_the_topic_of_the_previous_answer(client: TestCli
     assert alone["kind"] == "suggest"  # without the conversation the words fit several categories
 
 
+def test_a_new_question_after_an_answer_is_not_read_as_the_same_question(client: TestClient) -> None:
+    """The follow-up reading (previous question + this one) finds the previous entry again only
+    because its own title is in the query; a question that does not lean on context is read alone."""
+    who = f"web-{uuid.uuid4().hex[:8]}"
+    first = send(client, "充值发票和月结发票有什么区别", sender=who)["replies"][0]
+    assert first["kind"] == "answer"
+    again = send(client, "抬头开错了能改吗", sender=who)["replies"][0]
+    assert again.get("kb_id") != first["kb_id"]
+    assert first["kb_id"] not in {option["payload"] for option in again["options"]}
+
+
 def test_a_forged_choice_of_an_internal_entry_is_refused(client: TestClient) -> None:
     reply = send(client, '/choose_kb{"kb_id": "KB0804"}')["replies"][0]
     assert reply["kind"] == "clarify" and reply["kb_id"] is None

@@ -1,12 +1,13 @@
 """The live index against a real database: edits searchable on commit, start-up check, persistence."""
 
+import json
 from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from knowledge import flows, service
-from knowledge.retrieval import Embedder, Normaliser, RetrievalConfig
+from knowledge.retrieval import INDEX_FORMAT, Embedder, Normaliser, RetrievalConfig
 from knowledge.schemas import EntryUpdate
 from knowledge.settings import KnowledgeSettings
 from tests.knowledge import factories
@@ -110,6 +111,19 @@ def test_index_is_reloaded_when_it_matches_and_rebuilt_when_it_does_not(
     assert _open(demo_db, tmp_path / "index", embedder).source == "rebuilt"
 
 
+def test_an_index_saved_in_another_format_is_rebuilt(
+    demo_db: sessionmaker[Session], tmp_path: Path, embedder: Embedder
+) -> None:
+    # Same entries, but indexed by an older release whose normalisation differed.
+    _open(demo_db, tmp_path / "index", embedder)
+    manifest_path = tmp_path / "index" / flows.MANIFEST
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    assert manifest["format"] == INDEX_FORMAT
+    manifest["format"] = INDEX_FORMAT - 1
+    manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
+    assert _open(demo_db, tmp_path / "index", embedder).source == "rebuilt"
+
+
 def test_live_edits_are_saved_so_the_next_start_loads(
     demo_db: sessionmaker[Session], tmp_path: Path, embedder: Embedder
 ) -> None:
@@ -139,3 +153,27 @@ def test_customers_never_see_agent_only_entries(
         assert not {h.entry_id for h in customer.hits} & internal
         agent = service.search(index=live.index, query=title, audience="agent")
         assert agent.hits and agent.hits[0].entry_id in internal
+
+
+def test_a_question_only_an_internal_entry_answers_offers_no_look_alikes(
+    demo_db: sessionmaker[Session], tmp_path: Path, embedder: Embedder
+) -> None:
+    live = _open(demo_db, tmp_path / "index", embedder)
+    with demo_db() as s:
+        questions = [
+            q
+            for e in service.get_all(db_session=s, audience="agent_only")
+            for q in (e.title, *(x.text for x in e.similar))
+        ]
+    confident = 0
+    for question in questions:
+        agent = service.search(index=live.index, query=question, audience="agent")
+        if agent.tier != "answer":
+            continue
+        customer = service.search(index=live.index, query=question, audience="customer")
+        if customer.tier == "answer":
+            continue  # a public entry answers it too (停机保号 has both)
+        # Public entries that merely look alike (携号转网 -> 办新卡怎么挑选号码) would be lures.
+        assert customer.tier == "none", (question, [h.external_id for h in customer.hits])
+        confident += 1
+    assert confident >= 5

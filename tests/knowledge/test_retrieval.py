@@ -217,8 +217,39 @@ def test_suggest_tier_has_two_to_four_hits(shared_index: HybridIndex) -> None:
         if outcome.tier == "suggest":
             seen += 1
             assert 2 <= len(outcome.hits) <= config.max_suggestions
-            assert outcome.hits[0].confidence < config.answer_threshold
+            # Sure of one entry or not, a bare topic word is offered as choices.
+            confidences = [hit.confidence for hit in outcome.hits]
+            assert confidences == sorted(confidences, reverse=True)
     assert seen > 0
+
+
+def test_a_bare_keyword_many_entries_share_gets_choices(shared_index: HybridIndex, kb: list[IndexedEntry]) -> None:
+    # Each of these words is in the questions of several entries: the customer has named a topic.
+    for word in ("流量", "漫游", "账单", "短信", "余额", "流量包", "出国"):
+        sharing = [e for e in kb if e.audience == "all" and any(word in q for q in e.questions())]
+        assert len(sharing) >= shared_index.config.broad_query_entries, word
+        outcome = shared_index.search(word, audience="customer")
+        assert outcome.tier == "suggest", (word, outcome.hits[0])
+        assert 2 <= len(outcome.hits) <= shared_index.config.max_suggestions
+    # A whole question on the same topic is still answered.
+    assert shared_index.search("怎么查询剩余流量", audience="customer").tier == "answer"
+
+
+def test_homophone_typos_become_kb_words() -> None:
+    normaliser = Normaliser()
+    normaliser.add_pinyin_vocabulary(["流量", "停机保号", "积分", "话费", "旗舰"])
+    assert normaliser.normalise("停机报号一个月多少钱") == "停机保号一个月多少钱"
+    assert normaliser.normalise("怎么查留量") == "怎么查流量"
+    # Real words that merely sound like a KB word stay: 几分钟 is not 积分, 花费 is not 话费.
+    assert normaliser.normalise("通话几分钟花费多少") == "通话几分钟花费多少"
+    # Two characters apart is another word, not a typo.
+    assert normaliser.normalise("活动期间") == "活动期间"
+
+
+def test_a_destination_abroad_reads_as_abroad(normaliser: Normaliser) -> None:
+    assert "国外" in normaliser.normalise("下周去东京出差")
+    # Hong Kong is 境外 but not 国外; the KB names it itself.
+    assert "国外" not in normaliser.normalise("下周去香港出差")
 
 
 def test_limit_caps_hits(shared_index: HybridIndex) -> None:
