@@ -50,6 +50,9 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+READ_ONLY = "kefu_read_only"
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for ``url``; SQLite gets WAL, foreign keys and its directory created."""
     parsed = make_url(url)
@@ -78,6 +81,13 @@ def _serialise_sqlite_transactions(engine: Engine, *, timeout_s: float) -> None:
     lock = threading.Lock()
 
     def begin(connection: Any) -> None:
+        if connection.get_execution_options().get(READ_ONLY):
+            # A WAL reader sees the last commit and neither waits for the writer nor holds it up.
+            # query_only turns an accidental write into an error instead of a lock upgrade.
+            connection.exec_driver_sql("PRAGMA query_only=ON")
+            connection.exec_driver_sql("BEGIN")
+            connection.info["kefu_sqlite_read_only"] = True
+            return
         if not lock.acquire(timeout=timeout_s):
             raise TimeoutError(f"database busy for {timeout_s:.0f} s")
         connection.info["kefu_sqlite_lock"] = True
@@ -89,6 +99,8 @@ def _serialise_sqlite_transactions(engine: Engine, *, timeout_s: float) -> None:
             raise
 
     def end(connection: Any) -> None:
+        if connection.info.pop("kefu_sqlite_read_only", False):
+            connection.exec_driver_sql("PRAGMA query_only=OFF")
         if connection.info.pop("kefu_sqlite_lock", False):
             lock.release()
 
@@ -118,6 +130,14 @@ def table_names(url: str) -> list[str]:
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     """Sessions that keep loaded objects usable after commit."""
     return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def read_only_factory(factory: sessionmaker[Session]) -> sessionmaker[Session]:
+    """Sessions for reads only: on SQLite they skip the writers' queue (and refuse to write)."""
+    bind = factory.kw.get("bind")
+    if not isinstance(bind, Engine) or bind.dialect.name != "sqlite":
+        return factory
+    return sessionmaker(bind=bind.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
 
 
 @contextmanager

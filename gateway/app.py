@@ -145,6 +145,8 @@ def create_app(
         # An injected factory (tests) is one connection: no background thread may share it with requests.
         if notice_settings.poll_s > 0 and owns_engine:
             tasks.append(asyncio.create_task(app.state.notices.run()))
+        if owns_engine:
+            tasks.append(asyncio.create_task(_recover_inbox(app)))
         try:
             yield
         finally:
@@ -203,6 +205,8 @@ def create_app(
 # Rasa takes about a minute to load its model; until it answers, the gateway degrades instead of waiting.
 RASA_POLL_S = 2.0
 RASA_GRACE_S = 300.0
+# An inbox row this old is no live turn's (storing takes well under a second): a crash left it.
+INBOX_RECOVER_AFTER_S = 30.0
 
 
 async def _watch_rasa(app: FastAPI, rasa: RasaClient) -> None:
@@ -222,6 +226,21 @@ def _check_schema(factory: sessionmaker[Session]) -> None:
             db_session.execute(text("SELECT 1 FROM kb_entry LIMIT 1"))
         except Exception as exc:
             raise RuntimeError("the database has no Kefu schema: run `kefu db upgrade` first") from exc
+
+
+async def _recover_inbox(app: FastAPI) -> None:
+    """Answer what a crash left acknowledged but unstored, once the knowledge base can answer it."""
+    while not app.state.index_ready.is_set() and app.state.index_error is None:
+        await asyncio.sleep(1.0)
+    while True:
+        try:
+            for message, result in await app.state.engine_.recover(older_than_s=INBOX_RECOVER_AFTER_S):
+                log.warning("recovered message %s from %s:%s", message.message_id, message.channel, message.sender)
+                if not result.replayed:
+                    await app.state.delivery.deliver(message.channel, message.sender, result.replies)
+        except Exception:
+            log.exception("recovering the inbox failed; will retry")
+        await asyncio.sleep(INBOX_RECOVER_AFTER_S)
 
 
 async def _save_periodically(app: FastAPI, kb_settings: KnowledgeSettings, interval: float) -> None:

@@ -10,14 +10,14 @@ import uuid
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, get_args
 
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from common.channels import HandoffInfo, InboundMessage, InboundResult, Reply, ReplyKind, ReplyOption
-from common.db import session_scope, utcnow
+from common.db import read_only_factory, session_scope, utcnow
 from gateway.clients.billing import DemoBilling
 from gateway.clients.rasa import RasaClient, RasaUnavailable
 from gateway.conversation import flows, routing, service, texts
@@ -52,6 +52,7 @@ FOLLOW_UP_MAX_CHARS = 20
 STORE_PRIORITY_S = 0.25
 # Messages stored in one transaction at most.
 STORE_BATCH = 64
+INTAKE_BATCH = 256
 
 # Degraded mode: without Rasa the gateway still recognises the commands that must never be lost.
 _FALLBACK_INTENTS = (
@@ -110,6 +111,8 @@ class ConversationEngine:
         clock: Callable[[], datetime] = utcnow,
     ):
         self._factory = session_factory
+        # Reads that must not queue behind (or hold up) the writers storing inbound messages.
+        self._reads = read_only_factory(session_factory)
         self._index = index
         self._rasa = rasa
         self._rasa_ready = rasa_ready
@@ -123,9 +126,19 @@ class ConversationEngine:
         self._stores_done.set()
         self._store_queue: list[tuple[InboundMessage, asyncio.Future[tuple[int, InboundResult | None]]]] = []
         self._store_writer: asyncio.Task[None] | None = None
+        self._intake_queue: list[tuple[InboundMessage, asyncio.Future[None]]] = []
+        self._intake_writer: asyncio.Task[None] | None = None
 
     async def handle(self, message: InboundMessage, /, *, stored: Callable[[], None] | None = None) -> InboundResult:
         """Persist the message (then call `stored`), answer it (or pass it to the human), persist the replies."""
+        if message.message_id is None:
+            # The inbox row and the stored message must share one key (a crash between them is recovered by it).
+            message = message.model_copy(update={"message_id": uuid.uuid4().hex})
+        # Durable in the inbox before anything else, and before the previous turn of this sender is over: the
+        # channel may acknowledge now, whatever the rest costs.
+        await self._intake(message)
+        if stored is not None:
+            stored()
         lock = self._locks.get(f"{message.channel}:{message.sender}")
         if lock is None:
             lock = asyncio.Lock()
@@ -144,8 +157,6 @@ class ConversationEngine:
                 self._storing -= 1
                 if not self._storing:
                     self._stores_done.set()
-            if stored is not None:
-                stored()
             if replay is not None:
                 return replay
             # Answering is CPU-bound threadpool work: unbounded, it starves the event loop and every channel's
@@ -184,7 +195,7 @@ class ConversationEngine:
         return await run_in_threadpool(self._outbound, channel, sender, after_id)
 
     def _outbound(self, channel: str, sender: str, after_id: int) -> list[Reply]:
-        with self._factory() as db:
+        with self._reads() as db:
             messages = service.get_sent(db_session=db, channel=channel, source_id=sender, after_id=after_id)
             return [reply_from_message(m) for m in messages]
 
@@ -197,6 +208,69 @@ class ConversationEngine:
         if self._store_writer is None or self._store_writer.done():
             self._store_writer = asyncio.create_task(self._write_stores())
         return await future
+
+    async def _intake(self, message: InboundMessage) -> None:
+        """Write the message to the inbox with whatever else arrived meanwhile (one multi-row INSERT)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._intake_queue.append((message, future))
+        if self._intake_writer is None or self._intake_writer.done():
+            self._intake_writer = asyncio.create_task(self._write_intake())
+        await future
+
+    async def _write_intake(self) -> None:
+        while self._intake_queue:
+            batch, self._intake_queue = self._intake_queue[:INTAKE_BATCH], self._intake_queue[INTAKE_BATCH:]
+            try:
+                results = await run_in_threadpool(self._inbox_many, [message for message, _ in batch])
+            except Exception as exc:
+                results = [exc] * len(batch)
+            for (_, future), result in zip(batch, results, strict=True):
+                if future.done():
+                    continue
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(None)
+
+    def _inbox_many(self, batch: list[InboundMessage]) -> list[Exception | None]:
+        """Insert a burst into the inbox; if the batch fails, each message is tried alone."""
+        try:
+            with session_scope(self._factory) as db:
+                service.add_to_inbox(db_session=db, messages=batch, received_at=self._clock())
+            return [None] * len(batch)
+        except Exception:
+            if len(batch) == 1:
+                raise
+        results: list[Exception | None] = []
+        for message in batch:
+            try:
+                with session_scope(self._factory) as db:
+                    service.add_to_inbox(db_session=db, messages=[message], received_at=self._clock())
+                results.append(None)
+            except Exception as exc:
+                log.exception("message from %s:%s could not be received", message.channel, message.sender)
+                results.append(exc)
+        return results
+
+    async def recover(self, *, older_than_s: float) -> list[tuple[InboundMessage, InboundResult]]:
+        """Store and answer what a crash left in the inbox (received, acknowledged, never stored)."""
+        left = await run_in_threadpool(self._inbox_left, older_than_s)
+        results = []
+        for message in left:
+            try:
+                results.append((message, await self.handle(message)))
+            except Exception:
+                log.exception(
+                    "recovering message %s from %s failed; it stays in the inbox", message.message_id, message.channel
+                )
+        return results
+
+    def _inbox_left(self, older_than_s: float) -> list[InboundMessage]:
+        before = self._clock() - timedelta(seconds=older_than_s)
+        with self._reads() as db:
+            return [
+                InboundMessage.model_validate(payload) for payload in service.get_inbox(db_session=db, before=before)
+            ]
 
     async def _write_stores(self) -> None:
         while self._store_queue:
@@ -235,6 +309,7 @@ class ConversationEngine:
     def _store(self, db: Session, message: InboundMessage) -> tuple[int, InboundResult | None]:
         """Store the customer's message (idempotent on channel + source id): its id, or the earlier answers."""
         source_id = message.message_id or uuid.uuid4().hex
+        service.remove_from_inbox(db_session=db, channel=message.channel, source_id=source_id)
         inbound = service.get_inbound(db_session=db, channel=message.channel, source_id=source_id)
         if inbound is not None:
             if inbound.processed_at is None:
@@ -258,7 +333,7 @@ class ConversationEngine:
 
     def _begin(self, inbound_id: int) -> Begun:
         """What answering needs to know about the stored message's conversation."""
-        with self._factory() as db:
+        with self._reads() as db:
             inbound = db.get(Message, inbound_id)
             assert inbound is not None
             conversation = db.get(Conversation, inbound.conversation_id)
@@ -468,7 +543,7 @@ class ConversationEngine:
         return kb
 
     def _entries(self, ids: list[int]) -> dict[int, Any]:
-        with self._factory() as db:
+        with self._reads() as db:
             return kb_service.hydrate(db_session=db, entry_ids=ids)
 
     def _answer(self, kb_id: str, title: str, answer: str, text: str) -> Outcome:
@@ -495,7 +570,7 @@ class ConversationEngine:
 
     def _servable(self, kb_id: str) -> Any:
         # A suggestion button's payload comes back from the customer: check it as untrusted input.
-        with self._factory() as db:
+        with self._reads() as db:
             return kb_service.get_servable(db_session=db, external_id=kb_id, now=self._clock())
 
     async def _via_rasa(self, begun: Begun, text: str, kb: SearchOutcome | None) -> Outcome:

@@ -133,6 +133,25 @@ class Message(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
 
 
+class InboxEntry(Base):
+    """An inbound message as received, written before the channel acknowledges it.
+
+    One cheap row per message (a burst is a single multi-row INSERT), so the acknowledgement does not wait
+    for contacts, conversations and messages to be written. The row is deleted in the transaction that stores
+    the message properly; rows left behind by a crash are stored and answered at the next start.
+    """
+
+    __tablename__ = "inbox"
+    __table_args__ = (UniqueConstraint("channel", "source_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    source_id: Mapped[str] = mapped_column(String(128))
+    # The InboundMessage itself (sender, text, metadata).
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+
 class Feedback(Base):
     """Helpful / unhelpful on a bot answer, or a customer-effort score (1–7) on a resolved conversation."""
 

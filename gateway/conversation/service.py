@@ -1,10 +1,14 @@
 """Conversation data operations (synchronous; the async engine calls them in a threadpool)."""
 
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from common.channels import InboundMessage
 from common.db import utcnow
 from gateway.agent.models import Agent, Presence
 from gateway.conversation.models import (
@@ -14,6 +18,7 @@ from gateway.conversation.models import (
     Conversation,
     Direction,
     Feedback,
+    InboxEntry,
     Message,
     SenderType,
     Status,
@@ -64,6 +69,34 @@ def get_or_open(*, db_session: Session, contact_id: int, channel: str) -> Conver
         db_session.add(conversation)
         db_session.flush()
     return conversation
+
+
+def add_to_inbox(*, db_session: Session, messages: Sequence[InboundMessage], received_at: datetime) -> None:
+    """Write inbound messages to the inbox in one statement; a key already there is left as it is."""
+    rows = [
+        {
+            "channel": m.channel,
+            "source_id": m.message_id,
+            "payload": m.model_dump(mode="json"),
+            "received_at": received_at,
+        }
+        for m in messages
+    ]
+    dialect = db_session.get_bind().dialect.name
+    insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    db_session.execute(insert(InboxEntry).on_conflict_do_nothing(index_elements=["channel", "source_id"]), rows)
+
+
+def remove_from_inbox(*, db_session: Session, channel: str, source_id: str) -> None:
+    """Drop a message's inbox row (in the transaction that stores the message itself)."""
+    db_session.execute(delete(InboxEntry).where(InboxEntry.channel == channel, InboxEntry.source_id == source_id))
+
+
+def get_inbox(*, db_session: Session, before: datetime) -> list[dict[str, Any]]:
+    """Inbox payloads received before a moment, oldest first: messages a crash left unstored."""
+    return list(
+        db_session.scalars(select(InboxEntry.payload).where(InboxEntry.received_at < before).order_by(InboxEntry.id))
+    )
 
 
 def get_inbound(*, db_session: Session, channel: str, source_id: str) -> Message | None:
