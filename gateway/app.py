@@ -1,6 +1,7 @@
 """The FastAPI application factory: builds engines, the index and routers inside the lifespan."""
 
 import asyncio
+import gc
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -131,6 +132,11 @@ def create_app(
                 app.state.live_index = live
                 app.state.index_ready.set()
                 log.info("knowledge index ready: %d entries", len(live.index))
+                # What start-up built (index, dictionaries, models) lives as long as the process: keep the
+                # cyclic GC from walking it again and again. A full pass over it stalled every request in
+                # flight for ~135 ms, twice a minute under load (WeChat p95 45 ms -> 150-200 ms in those runs).
+                gc.collect()
+                gc.freeze()
             except Exception as exc:
                 app.state.index_error = str(exc)
                 log.exception("knowledge index failed to build")

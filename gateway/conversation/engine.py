@@ -9,6 +9,7 @@ import re
 import uuid
 import weakref
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, get_args
@@ -128,6 +129,9 @@ class ConversationEngine:
         self._store_writer: asyncio.Task[None] | None = None
         self._intake_queue: list[tuple[InboundMessage, asyncio.Future[None]]] = []
         self._intake_writer: asyncio.Task[None] | None = None
+        # The inbox writer's own thread: acknowledgements must not queue for the shared threadpool's
+        # tokens behind answering work (searches, reply writes).
+        self._intake_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kefu-inbox")
 
     async def handle(self, message: InboundMessage, /, *, stored: Callable[[], None] | None = None) -> InboundResult:
         """Persist the message (then call `stored`), answer it (or pass it to the human), persist the replies."""
@@ -221,7 +225,9 @@ class ConversationEngine:
         while self._intake_queue:
             batch, self._intake_queue = self._intake_queue[:INTAKE_BATCH], self._intake_queue[INTAKE_BATCH:]
             try:
-                results = await run_in_threadpool(self._inbox_many, [message for message, _ in batch])
+                results = await asyncio.get_running_loop().run_in_executor(
+                    self._intake_thread, self._inbox_many, [message for message, _ in batch]
+                )
             except Exception as exc:
                 results = [exc] * len(batch)
             for (_, future), result in zip(batch, results, strict=True):
