@@ -138,10 +138,11 @@ class ConversationEngine:
         if message.message_id is None:
             # The inbox row and the stored message must share one key (a crash between them is recovered by it).
             message = message.model_copy(update={"message_id": uuid.uuid4().hex})
-        # Durable in the inbox before anything else, and before the previous turn of this sender is over: the
-        # channel may acknowledge now, whatever the rest costs.
-        await self._intake(message)
         if stored is not None:
+            # Durable in the inbox before anything else, and before the previous turn of this sender is over:
+            # the channel may acknowledge now, whatever the rest costs. A channel that answers in the same
+            # exchange (REST, the widget) waits for the proper store anyway: one write less per turn.
+            await self._intake(message)
             stored()
         lock = self._locks.get(f"{message.channel}:{message.sender}")
         if lock is None:
