@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from common.db import session_scope
 from knowledge import service
-from knowledge.retrieval import INDEX_FORMAT, Embedder, HybridIndex, IndexedEntry, RetrievalConfig, entries_checksum
+from knowledge.retrieval import Embedder, HybridIndex, IndexedEntry, RetrievalConfig, entries_checksum
 from knowledge.schemas import KbRecord
 
 log = logging.getLogger(__name__)
@@ -235,10 +235,7 @@ def _read_manifest(directory: Path) -> dict[str, Any] | None:
 
 
 def _manifest(*, count: int, digest: str, embedder_name: str, synonyms: list[tuple[str, str]]) -> dict[str, Any]:
-    # The format changes whenever indexed text or vectors would differ for the same entries
-    # (normalisation rules, legs), so an upgraded process rebuilds instead of loading stale data.
     return {
-        "format": INDEX_FORMAT,
         "count": count,
         "checksum": digest,
         "embedder": embedder_name,

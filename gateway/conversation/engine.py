@@ -12,7 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, get_args
+from typing import Any, Generic, TypeVar, get_args
 
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
@@ -40,6 +40,7 @@ from knowledge.flows import LiveIndex
 from knowledge.retrieval import SearchOutcome
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 REPLY_KINDS = frozenset(get_args(ReplyKind))
 HUMAN_HOLDS = (Status.PENDING_HUMAN.value, Status.HUMAN.value)
@@ -98,6 +99,55 @@ class Outcome:
     notice_decision: str | None = None
 
 
+class _GroupCommit(Generic[T]):
+    """Messages submitted while a write runs are written together by the next one (group commit).
+
+    `write` takes a batch and returns, per message, its result or the exception that message met; it runs
+    on `executor` (a thread of its own) or, without one, in the shared threadpool.
+    """
+
+    def __init__(
+        self,
+        write: Callable[[list[InboundMessage]], list[T | Exception]],
+        *,
+        batch: int,
+        executor: ThreadPoolExecutor | None = None,
+    ) -> None:
+        self._write = write
+        self._batch = batch
+        self._executor = executor
+        self._queue: list[tuple[InboundMessage, asyncio.Future[T]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def submit(self, message: InboundMessage) -> T:
+        """The message's result once the batch it joined is written."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.append((message, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[: self._batch], self._queue[self._batch :]
+            messages = [message for message, _ in batch]
+            results: list[T | Exception]
+            try:
+                if self._executor is None:
+                    results = await run_in_threadpool(self._write, messages)
+                else:
+                    results = await asyncio.get_running_loop().run_in_executor(self._executor, self._write, messages)
+            except Exception as exc:
+                results = [exc] * len(batch)
+            for (_, future), result in zip(batch, results, strict=True):
+                if future.done():
+                    continue
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
+
 class ConversationEngine:
     """Every channel's inbound messages, one at a time per sender."""
 
@@ -125,13 +175,15 @@ class ConversationEngine:
         self._storing = 0
         self._stores_done = asyncio.Event()
         self._stores_done.set()
-        self._store_queue: list[tuple[InboundMessage, asyncio.Future[tuple[int, InboundResult | None]]]] = []
-        self._store_writer: asyncio.Task[None] | None = None
-        self._intake_queue: list[tuple[InboundMessage, asyncio.Future[None]]] = []
-        self._intake_writer: asyncio.Task[None] | None = None
-        # The inbox writer's own thread: acknowledgements must not queue for the shared threadpool's
+        # Looked up at each write (not bound here), so a test can slow one down.
+        self._stores = _GroupCommit(lambda batch: self._store_many(batch), batch=STORE_BATCH)
+        # The inbox writer has its own thread: acknowledgements must not queue for the shared threadpool's
         # tokens behind answering work (searches, reply writes).
-        self._intake_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kefu-inbox")
+        self._intake = _GroupCommit(
+            lambda batch: self._inbox_many(batch),
+            batch=INTAKE_BATCH,
+            executor=ThreadPoolExecutor(max_workers=1, thread_name_prefix="kefu-inbox"),
+        )
 
     async def handle(self, message: InboundMessage, /, *, stored: Callable[[], None] | None = None) -> InboundResult:
         """Persist the message (then call `stored`), answer it (or pass it to the human), persist the replies."""
@@ -142,7 +194,7 @@ class ConversationEngine:
             # Durable in the inbox before anything else, and before the previous turn of this sender is over:
             # the channel may acknowledge now, whatever the rest costs. A channel that answers in the same
             # exchange (REST, the widget) waits for the proper store anyway: one write less per turn.
-            await self._intake(message)
+            await self._intake.submit(message)
             stored()
         lock = self._locks.get(f"{message.channel}:{message.sender}")
         if lock is None:
@@ -157,7 +209,7 @@ class ConversationEngine:
             self._storing += 1
             self._stores_done.clear()
             try:
-                inbound_id, replay = await self._stored(message)
+                inbound_id, replay = await self._stores.submit(message)
             finally:
                 self._storing -= 1
                 if not self._storing:
@@ -206,41 +258,8 @@ class ConversationEngine:
 
     # -- transactions ---------------------------------------------------------------------------
 
-    async def _stored(self, message: InboundMessage) -> tuple[int, InboundResult | None]:
-        """Store the message with whatever else arrived meanwhile: one transaction for a burst (group commit)."""
-        future: asyncio.Future[tuple[int, InboundResult | None]] = asyncio.get_running_loop().create_future()
-        self._store_queue.append((message, future))
-        if self._store_writer is None or self._store_writer.done():
-            self._store_writer = asyncio.create_task(self._write_stores())
-        return await future
-
-    async def _intake(self, message: InboundMessage) -> None:
-        """Write the message to the inbox with whatever else arrived meanwhile (one multi-row INSERT)."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._intake_queue.append((message, future))
-        if self._intake_writer is None or self._intake_writer.done():
-            self._intake_writer = asyncio.create_task(self._write_intake())
-        await future
-
-    async def _write_intake(self) -> None:
-        while self._intake_queue:
-            batch, self._intake_queue = self._intake_queue[:INTAKE_BATCH], self._intake_queue[INTAKE_BATCH:]
-            try:
-                results = await asyncio.get_running_loop().run_in_executor(
-                    self._intake_thread, self._inbox_many, [message for message, _ in batch]
-                )
-            except Exception as exc:
-                results = [exc] * len(batch)
-            for (_, future), result in zip(batch, results, strict=True):
-                if future.done():
-                    continue
-                if isinstance(result, Exception):
-                    future.set_exception(result)
-                else:
-                    future.set_result(None)
-
     def _inbox_many(self, batch: list[InboundMessage]) -> list[Exception | None]:
-        """Insert a burst into the inbox; if the batch fails, each message is tried alone."""
+        """Insert a burst into the inbox in one statement; if it fails, each message is tried alone (savepoints)."""
         try:
             with session_scope(self._factory) as db:
                 service.add_to_inbox(db_session=db, messages=batch, received_at=self._clock())
@@ -249,14 +268,15 @@ class ConversationEngine:
             if len(batch) == 1:
                 raise
         results: list[Exception | None] = []
-        for message in batch:
-            try:
-                with session_scope(self._factory) as db:
-                    service.add_to_inbox(db_session=db, messages=[message], received_at=self._clock())
-                results.append(None)
-            except Exception as exc:
-                log.exception("message from %s:%s could not be received", message.channel, message.sender)
-                results.append(exc)
+        with session_scope(self._factory) as db:
+            for message in batch:
+                try:
+                    with db.begin_nested():
+                        service.add_to_inbox(db_session=db, messages=[message], received_at=self._clock())
+                    results.append(None)
+                except Exception as exc:
+                    log.exception("message from %s:%s could not be received", message.channel, message.sender)
+                    results.append(exc)
         return results
 
     async def recover(self, *, older_than_s: float) -> list[tuple[InboundMessage, InboundResult]]:
@@ -279,21 +299,6 @@ class ConversationEngine:
                 InboundMessage.model_validate(payload) for payload in service.get_inbox(db_session=db, before=before)
             ]
 
-    async def _write_stores(self) -> None:
-        while self._store_queue:
-            batch, self._store_queue = self._store_queue[:STORE_BATCH], self._store_queue[STORE_BATCH:]
-            try:
-                results = await run_in_threadpool(self._store_many, [message for message, _ in batch])
-            except Exception as exc:
-                results = [exc] * len(batch)
-            for (_, future), result in zip(batch, results, strict=True):
-                if future.done():
-                    continue
-                if isinstance(result, Exception):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
-
     def _store_many(self, batch: list[InboundMessage]) -> list[tuple[int, InboundResult | None] | Exception]:
         """Store a burst in one transaction; if any message fails, each is stored again alone (savepoints)."""
         try:
@@ -315,7 +320,8 @@ class ConversationEngine:
 
     def _store(self, db: Session, message: InboundMessage) -> tuple[int, InboundResult | None]:
         """Store the customer's message (idempotent on channel + source id): its id, or the earlier answers."""
-        source_id = message.message_id or uuid.uuid4().hex
+        source_id = message.message_id
+        assert source_id is not None  # handle() gives every message a key
         service.remove_from_inbox(db_session=db, channel=message.channel, source_id=source_id)
         inbound = service.get_inbound(db_session=db, channel=message.channel, source_id=source_id)
         if inbound is not None:

@@ -17,11 +17,10 @@ from knowledge.retrieval.embedders import (
     make_embedder,
 )
 from knowledge.retrieval.entries import Hit, IndexedEntry, SearchOutcome
-from knowledge.retrieval.index import INDEX_FORMAT, HybridIndex, entries_checksum
+from knowledge.retrieval.index import HybridIndex, entries_checksum
 from knowledge.retrieval.normalise import Normaliser, default_synonyms_path
 
 __all__ = [
-    "INDEX_FORMAT",
     "Embedder",
     "Hit",
     "HybridIndex",

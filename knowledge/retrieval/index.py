@@ -31,15 +31,15 @@ from knowledge.retrieval.fusion import (
 from knowledge.retrieval.lexical import STOPWORDS, SparseBM25, Tokeniser
 from knowledge.retrieval.normalise import Normaliser
 
-_FORMAT = 2
+# Saved indexes of another format are not loaded (LiveIndex rebuilds them at start-up). Bumped whenever
+# the same entries would be indexed differently, not only when the files change: 3 added homophone
+# typo correction to normalisation.
+_FORMAT = 3
 
 # Strings encoded per batch during rebuild: bounds the memory of the streamed dense build.
 _EMBED_CHUNK = 4096
 _SENTENCE = re.compile(r"[。；;！!？?\n]|(?:^|[：:，,\s])\d[.、]")
 _QUOTED = re.compile(r"[\"“「『]([^\"”」』]{2,12})[\"”」』]")
-# Bumped when the same entries would be indexed differently (normalisation, legs): saved
-# indexes of another format are rebuilt at start-up. 2: homophone typo correction.
-INDEX_FORMAT = 2
 _FEATURE_INDEX = {name: index for index, name in enumerate(FEATURES)}
 # Politeness and particles around a question do not change which entry it asks for, so a query
 # that is an indexed string up to these still counts as an exact match.

@@ -11,6 +11,8 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from knowledge.retrieval.lexical import jieba_frequencies
+
 _SPACE = re.compile(r"\s+")
 # Three or more repeats of one non-digit character ("啊啊啊啊", "？？？") carry emotion, not content.
 _REPEAT = re.compile(r"([^\d\s])\1{2,}")
@@ -157,8 +159,6 @@ class Normaliser:
         # in one character becomes that word. Two differing characters are left alone, since that
         # is usually another real word (期间 is not 旗舰).
         from pypinyin import Style, lazy_pinyin
-
-        from knowledge.retrieval.lexical import jieba_frequencies
 
         common = jieba_frequencies()
         run = match.group(0)

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from knowledge import flows, service
-from knowledge.retrieval import INDEX_FORMAT, Embedder, Normaliser, RetrievalConfig
+from knowledge.retrieval import Embedder, Normaliser, RetrievalConfig
 from knowledge.schemas import EntryUpdate
 from knowledge.settings import KnowledgeSettings
 from tests.knowledge import factories
@@ -116,11 +116,10 @@ def test_an_index_saved_in_another_format_is_rebuilt(
 ) -> None:
     # Same entries, but indexed by an older release whose normalisation differed.
     _open(demo_db, tmp_path / "index", embedder)
-    manifest_path = tmp_path / "index" / flows.MANIFEST
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    assert manifest["format"] == INDEX_FORMAT
-    manifest["format"] = INDEX_FORMAT - 1
-    manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
+    meta_path = tmp_path / "index" / "meta.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta["format"] -= 1
+    meta_path.write_text(json.dumps(meta), encoding="utf-8")
     assert _open(demo_db, tmp_path / "index", embedder).source == "rebuilt"
 
 
