@@ -496,6 +496,10 @@ class ConversationEngine:
             if kb.tier == "suggest" and begun.topic:
                 kb = await run_in_threadpool(self._on_topic, kb, follow_up, begun.topic)
             return await self._kb_outcome(kb, text)
+        if route is routing.Route.CLARIFY:
+            # Rasa's own intent syntax: its clarify flow (counting failures, offering a human at the
+            # second) runs without acting on the reading the router did not trust.
+            text, nlu = "/nlu_fallback", routing.Nlu("nlu_fallback", 0.0)
         if rasa_up:
             return await self._via_rasa(begun, text, kb)
         return self._degraded(begun, nlu)

@@ -19,6 +19,12 @@ DIALOGUE = ESCALATIONS | SMALL_TALK | DECISIONS | FEEDBACK | OUT_OF_SCOPE | {"co
 _EXPLICIT_COMPLAINT = re.compile(
     r"(我|我们)?(要|想|必须|得)(再)?(去)?投诉|投诉[!！]|投诉(你们|他|她|这|那|客服)|举报你们"
 )
+# Someone to talk to. DIET also reads 转 in 携转 / 转账 / 转网 as 转人工: an unsure escalation that
+# names nobody and answers no offer of a human is not one.
+_NAMES_A_HUMAN = re.compile(r"人|客服|坐席|接线|专员|小姐姐|经理|领导|agent|human|rengong", re.I)
+# A service line's number or its keypad: "10088按几能转到人工" asks how the phone menu works, which the
+# KB answers; it is not a request to be transferred in this chat.
+_PHONE_MENU = re.compile(r"(?<!\d)(100\d\d|95\d{3})(?!\d)|按几|按哪|按什么键|拨几")
 _ANGER_MARKERS = re.compile(
     r"[!！]{2,}|[?？]{2,}|到底|怎么回事|太离谱|离谱|垃圾|骗子|坑人|气死|受够|第[二三四五]次|又[扣乱]|凭什么|什么破"
 )
@@ -27,6 +33,8 @@ _ANGER_MARKERS = re.compile(
 class Route(StrEnum):
     KB = "kb"
     RASA = "rasa"
+    # Rasa clarifies without trusting its reading of the message (an unsure escalation).
+    CLARIFY = "clarify"
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,10 @@ def is_angry_complaint(text: str) -> bool:
     return bool(_EXPLICIT_COMPLAINT.search(text)) or ("投诉" in text and anger(text) >= 0.5)
 
 
+def _escalation_meant(text: str, nlu: Nlu, state: DialogueState, sure: float) -> bool:
+    return nlu.confidence >= sure or state.offered_human or bool(_NAMES_A_HUMAN.search(text))
+
+
 def decide(
     *,
     text: str,
@@ -86,6 +98,10 @@ def decide(
     if state.active_loop:
         return Route.RASA
     confident = nlu.confidence >= command_min
+    if nlu.intent in ESCALATIONS and kb_tier == "answer" and _PHONE_MENU.search(text):
+        return Route.KB
+    if nlu.intent == "request_human" and confident and not _escalation_meant(text, nlu, state, over_answer_min):
+        return Route.KB if kb_tier in ("answer", "suggest") else Route.CLARIFY
     # Against a sure KB answer an escalation must be sure too: "有人打电话说是公安局的…" is a fraud question
     # that merely mentions a phone call (NLU: request_voice 0.61), "转人工" is an escalation (1.0).
     if nlu.intent in ESCALATIONS and confident and (kb_tier != "answer" or nlu.confidence >= over_answer_min):

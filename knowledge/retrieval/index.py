@@ -1168,6 +1168,10 @@ class HybridIndex:
             tier = "suggest"
             chosen = [hit for i, hit in enumerate(hits) if i < 2 or hit.confidence >= cfg.suggestion_floor]
             hits = chosen[: cfg.max_suggestions]
+            if not broad and all(hit.legs["coverage"] <= 0 for hit in hits):
+                # Not one word of the question in any choice: the choices are the embedding's
+                # guesses near a question the KB does not hold (星河云盘怎么扩容 → 会员星级).
+                tier = "none"
         else:
             tier, hits = "none", hits[:limit]
         return SearchOutcome(tier, hits, text)

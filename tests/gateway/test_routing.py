@@ -65,3 +65,22 @@ def test_a_follow_up_reading_answers_unless_the_customer_is_closing() -> None:
     kwargs = {"kb_tier": "none", "kb_top": None, "state": state, "follow_up_tier": "answer"}
     assert decide(text="那一天多少钱", nlu=Nlu("nlu_fallback", 0.0), **kwargs) is Route.KB  # type: ignore[arg-type]
     assert decide(text="好的谢谢，拜拜", nlu=Nlu("goodbye", 0.95), **kwargs) is Route.RASA  # type: ignore[arg-type]
+
+
+def test_an_unsure_escalation_that_names_nobody_is_not_one() -> None:
+    # DIET reads the 转 of 携转 as 转人工 (0.69): nobody to talk to is named and no human was offered.
+    unsure = Nlu("request_human", 0.69)
+    kwargs = {"kb_top": None, "state": NONE}
+    assert decide(text="携转用的授权码去哪拿", nlu=unsure, kb_tier="none", **kwargs) is Route.CLARIFY  # type: ignore[arg-type]
+    assert decide(text="携转用的授权码去哪拿", nlu=unsure, kb_tier="suggest", **kwargs) is Route.KB  # type: ignore[arg-type]
+    assert decide(text="我要找客服", nlu=unsure, kb_tier="none", **kwargs) is Route.RASA  # type: ignore[arg-type]
+    assert decide(text="帮我转", nlu=Nlu("request_human", 0.95), kb_tier="none", **kwargs) is Route.RASA  # type: ignore[arg-type]
+    offered = DialogueState(offered_human=True)
+    assert decide(text="那你帮我转吧", nlu=unsure, kb_tier="none", kb_top=None, state=offered) is Route.RASA
+
+
+def test_asking_how_the_hotline_menu_reaches_a_human_is_a_question() -> None:
+    sure = Nlu("request_human", 0.97)
+    assert decide(text="10088按几能转到人工", nlu=sure, kb_tier="answer", kb_top="KB1401", state=NONE) is Route.KB
+    assert decide(text="10088按几能转到人工", nlu=sure, kb_tier="none", kb_top=None, state=NONE) is Route.RASA
+    assert decide(text="转人工", nlu=sure, kb_tier="answer", kb_top="KB1401", state=NONE) is Route.RASA

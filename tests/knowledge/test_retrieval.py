@@ -209,6 +209,25 @@ def test_out_of_scope_is_not_answered(shared_index: HybridIndex) -> None:
         assert shared_index.search(query, audience="customer").tier != "answer", query
 
 
+def test_choices_share_at_least_one_word_with_the_question(
+    embedder: UseEmbedder, config: RetrievalConfig, kb: list[IndexedEntry], synonyms: list[tuple[str, str]]
+) -> None:
+    # A low suggestion threshold, so the embedding's nearest entries to devices and services the
+    # KB does not cover are confident enough for "did you mean"; not one word of these questions
+    # is in any of them, so there are no choices.
+    eager = config.model_copy(update={"suggest_threshold": 0.02})
+    index = HybridIndex(embedder=embedder, config=eager, synonyms=synonyms)
+    index.rebuild(kb)
+    for query in ("打印机连不上怎么办", "网盘扩容", "智能门锁没电了"):
+        outcome = index.search(query, audience="customer")
+        assert outcome.hits[0].confidence >= eager.suggest_threshold, query
+        assert all(hit.legs["coverage"] == 0 for hit in outcome.hits), query
+        assert outcome.tier == "none", query
+    # One word in common is enough for choices.
+    outcome = index.search("快递柜取件码丢了", audience="customer")
+    assert outcome.tier == "suggest" and any(hit.legs["coverage"] > 0 for hit in outcome.hits)
+
+
 def test_suggest_tier_has_two_to_four_hits(shared_index: HybridIndex) -> None:
     config = shared_index.config
     seen = 0
