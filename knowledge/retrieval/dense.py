@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import faiss
@@ -21,6 +22,10 @@ class DenseIndex:
     """
 
     def __init__(self, dim: int) -> None:
+        # One OpenMP thread: a query is one vector, and concurrency comes from requests. With two
+        # threads on a 2-core host, a flat search of 20k vectors took 7.9 ms instead of 1.2 ms
+        # whenever the other core was busy (OpenMP's workers spin waiting for it).
+        faiss.omp_set_num_threads(1)
         self.dim = dim
         self.index: faiss.IndexIDMap2 = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
         self.exact = True
@@ -29,10 +34,10 @@ class DenseIndex:
     def kind(self) -> str:
         return "flat" if self.exact else "pca-ivf-sq8"
 
-    def build(
+    def build_from(
         self,
         ids: np.ndarray,
-        vectors: np.ndarray,
+        vectors_at: Callable[[np.ndarray], np.ndarray],
         *,
         exact_max_vectors: int,
         pca_dim: int,
@@ -40,16 +45,23 @@ class DenseIndex:
         nprobe: int,
         train_sample: int,
         seed: int,
+        chunk: int = 8192,
     ) -> None:
-        """Build from vectors already in memory (small sets: centroids, tests)."""
-        n = vectors.shape[0]
-        sample = vectors
-        if n > train_sample:
-            rng = np.random.default_rng(seed)
-            sample = vectors[np.sort(rng.choice(n, size=train_sample, replace=False))]
+        """Build from ``vectors_at(positions)``, the vectors of ``ids[positions]``, made a chunk at
+        a time: the vectors (100k entry centroids: 200 MB in float32) are never all in memory."""
+        n = ids.shape[0]
+        sample = np.zeros((0, self.dim), dtype=np.float32)
+        if n > exact_max_vectors:
+            positions = np.arange(n)
+            if n > train_sample:
+                rng = np.random.default_rng(seed)
+                positions = np.sort(rng.choice(n, size=train_sample, replace=False))
+            sample = vectors_at(positions)
         self.reset(n, sample, exact_max_vectors=exact_max_vectors, pca_dim=pca_dim, nlist=nlist, nprobe=nprobe)
-        if n:
-            self.add(ids, vectors)
+        del sample
+        for start in range(0, n, chunk):
+            positions = np.arange(start, min(n, start + chunk))
+            self.add(ids[positions], vectors_at(positions))
 
     def reset(
         self, n_expected: int, sample: np.ndarray, *, exact_max_vectors: int, pca_dim: int, nlist: int, nprobe: int

@@ -8,6 +8,7 @@ import json
 import math
 import re
 import threading
+from array import array
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -132,7 +133,7 @@ def _grow(array: np.ndarray, size: int, fill: Any) -> np.ndarray:
 def _homophones(state: _State) -> dict[str, list[str]]:
     """Characters of the KB grouped by fuzzy pinyin syllable."""
     groups: dict[str, set[str]] = {}
-    for text in state.row_text[: state.n_rows]:
+    for text in state.texts()[: state.n_rows]:
         for char in text:
             if "\u4e00" <= char <= "\u9fff":
                 groups.setdefault(state.tokeniser.syllable(char), set()).add(char)
@@ -183,6 +184,46 @@ def _group_max(n_slots: int, ids: np.ndarray, scores: np.ndarray, alive: np.ndar
     return out
 
 
+class _ExactKeys:
+    """skeleton(text) -> question rows, under 64-bit hashes: one sorted array from the last full
+    build plus a dict for rows added live (a dict of strings to sets cost ~370 bytes a row, 185 MB at
+    100k entries). Rows are never removed here: callers keep only live rows."""
+
+    def __init__(self) -> None:
+        self._keys = np.zeros(0, dtype=np.uint64)
+        self._rows = np.zeros(0, dtype=np.int64)
+        self._pending_keys = array("Q")
+        self._pending_rows = array("q")
+        self._live: dict[int, list[int]] = {}
+
+    @staticmethod
+    def key(text: str) -> int:
+        return int.from_bytes(hashlib.blake2b(skeleton(text).encode("utf-8"), digest_size=8).digest(), "little")
+
+    def extend(self, rows: Iterable[int], texts: Iterable[str]) -> None:
+        """Bulk load: collected, then sorted in by :meth:`freeze`."""
+        for row, text in zip(rows, texts, strict=True):
+            self._pending_keys.append(self.key(text))
+            self._pending_rows.append(row)
+
+    def freeze(self) -> None:
+        keys = np.concatenate([self._keys, np.frombuffer(self._pending_keys, dtype=np.uint64)])
+        rows = np.concatenate([self._rows, np.frombuffer(self._pending_rows, dtype=np.int64)])
+        order = np.argsort(keys, kind="stable")
+        self._keys, self._rows = keys[order], rows[order]
+        self._pending_keys, self._pending_rows = array("Q"), array("q")
+
+    def add(self, row: int, text: str) -> None:
+        self._live.setdefault(self.key(text), []).append(row)
+
+    def rows(self, text: str) -> list[int]:
+        key = self.key(text)
+        target = np.uint64(key)
+        start = int(np.searchsorted(self._keys, target, side="left"))
+        end = int(np.searchsorted(self._keys, target, side="right"))
+        return [*self._rows[start:end].tolist(), *self._live.get(key, ())]
+
+
 @dataclass
 class _Prepared:
     """An entry's normalised and tokenised text, computed outside the index lock."""
@@ -225,7 +266,9 @@ class _State:
         self.n_slots = 0
         self.row_slot = np.zeros(0, dtype=np.int32)
         self.row_alive = np.zeros(0, dtype=bool)
-        self.row_text: list[str] = []
+        # Question and answer-sentence texts are needed to embed and train at rebuild() only;
+        # released afterwards (None), they would be ~110 MB at 100k entries.
+        self.row_text: list[str] | None = []
         self.n_rows = 0
         self.words = SparseBM25(config.bm25_k1, config.bm25_b)
         self.chars = SparseBM25(config.bm25_k1, config.bm25_b)
@@ -242,13 +285,13 @@ class _State:
         self.centroid_dense = DenseIndex(dim)
         self.segments_of: dict[int, list[int]] = {}
         # skeleton(text) -> question rows with that text: exact-match evidence.
-        self.skeleton_rows: dict[str, set[int]] = {}
+        self.exact_keys = _ExactKeys()
         self.classifier: EntryClassifier | None = None
         # Slot of each classifier class (-1: entry gone).
         self.class_slots = np.zeros(0, dtype=np.int64)
         self.segment_slot = np.zeros(0, dtype=np.int32)
         self.segment_alive = np.zeros(0, dtype=bool)
-        self.segment_text: list[str] = []
+        self.segment_text: list[str] | None = []
         self.n_segments = 0
         self.fusion = FusionModel()
 
@@ -312,20 +355,25 @@ class _State:
         self.digests[entry.id] = entry_digest(entry)
         return slot
 
-    def _new_rows(self, slot: int, texts: list[str], rows: list[int] | None) -> list[int]:
+    def _new_rows(self, slot: int, texts: list[str], rows: list[int] | None, *, bulk: bool) -> list[int]:
         if rows is None:
             rows = list(range(self.n_rows, self.n_rows + len(texts)))
         top = max(rows) + 1
         self.n_rows = max(self.n_rows, top)
         self.row_slot = _grow(self.row_slot, self.n_rows, -1)
         self.row_alive = _grow(self.row_alive, self.n_rows, False)
-        if len(self.row_text) < self.n_rows:
-            self.row_text.extend([""] * (self.n_rows - len(self.row_text)))
-        for row, text in zip(rows, texts, strict=True):
-            self.row_slot[row] = slot
-            self.row_alive[row] = True
-            self.row_text[row] = text
-            self.skeleton_rows.setdefault(skeleton(text), set()).add(row)
+        self.row_slot[rows] = slot
+        self.row_alive[rows] = True
+        if self.row_text is not None:
+            if len(self.row_text) < self.n_rows:
+                self.row_text.extend([""] * (self.n_rows - len(self.row_text)))
+            for row, text in zip(rows, texts, strict=True):
+                self.row_text[row] = text
+        if bulk:
+            self.exact_keys.extend(rows, texts)
+        else:
+            for row, text in zip(rows, texts, strict=True):
+                self.exact_keys.add(row, text)
         return rows
 
     def _new_segments(self, slot: int, texts: list[str], rows: list[int] | None) -> list[int]:
@@ -334,13 +382,26 @@ class _State:
         self.n_segments = max(self.n_segments, max(rows) + 1)
         self.segment_slot = _grow(self.segment_slot, self.n_segments, -1)
         self.segment_alive = _grow(self.segment_alive, self.n_segments, False)
-        if len(self.segment_text) < self.n_segments:
-            self.segment_text.extend([""] * (self.n_segments - len(self.segment_text)))
-        for row, text in zip(rows, texts, strict=True):
-            self.segment_slot[row] = slot
-            self.segment_alive[row] = True
-            self.segment_text[row] = text
+        self.segment_slot[rows] = slot
+        self.segment_alive[rows] = True
+        if self.segment_text is not None:
+            if len(self.segment_text) < self.n_segments:
+                self.segment_text.extend([""] * (self.n_segments - len(self.segment_text)))
+            for row, text in zip(rows, texts, strict=True):
+                self.segment_text[row] = text
         return rows
+
+    def texts(self, *, segments: bool = False) -> list[str]:
+        """Question (or answer-sentence) texts by row, while a rebuild still holds them."""
+        texts = self.segment_text if segments else self.row_text
+        if texts is None:
+            raise RuntimeError("texts were released after the build")
+        return texts
+
+    def release_texts(self) -> None:
+        """Embedding and training are done: the strings are no longer needed."""
+        self.row_text = None
+        self.segment_text = None
 
     def add_bulk(
         self,
@@ -354,7 +415,7 @@ class _State:
         builders = {name: leg.builder() for name, leg in self.lexical_legs().items()}
         for index, item in enumerate(prepared):
             slot = self._new_slot(item.entry)
-            entry_rows = self._new_rows(slot, item.texts, None if rows is None else rows[index])
+            entry_rows = self._new_rows(slot, item.texts, None if rows is None else rows[index], bulk=True)
             self.rows_of[item.entry.id] = entry_rows
             self.segments_of[item.entry.id] = self._new_segments(
                 slot, item.segments, None if segment_rows is None else segment_rows[index]
@@ -367,13 +428,14 @@ class _State:
         saved = avgdl or {}
         for name, builder in builders.items():
             builder.finish(saved.get(name))
+        self.exact_keys.freeze()
 
     def lexical_legs(self) -> dict[str, SparseBM25]:
         return {"words": self.words, "chars": self.chars, "pinyin": self.pinyin, "answer": self.answer}
 
     def add_one(self, item: _Prepared) -> list[int]:
         slot = self._new_slot(item.entry)
-        rows = self._new_rows(slot, item.texts, None)
+        rows = self._new_rows(slot, item.texts, None, bulk=False)
         self.rows_of[item.entry.id] = rows
         self.words.add(rows, item.words)
         self.chars.add(rows, item.chars)
@@ -421,8 +483,6 @@ class _State:
         del self.digests[entry_id]
         self.slot_alive[slot] = False
         self.row_alive[rows] = False
-        for row in rows:
-            self.skeleton_rows.get(skeleton(self.row_text[row]), set()).discard(row)
         if self.classifier is not None:
             self.classifier.drop(entry_id)
             self.refresh_classes()
@@ -495,6 +555,7 @@ class HybridIndex:
         with self._write_lock:
             state = self._build_state(list(entries), Normaliser(self._synonyms), None, None, None)
             self._train(state)
+            state.release_texts()
             with self._lock:
                 self._state = state
 
@@ -559,7 +620,7 @@ class HybridIndex:
                 if int(row) in wanted:
                     kept[int(row)] = vectors[index].copy()
 
-        self._stream(state.dense, state.row_text, state.n_rows, rng, options, on_questions)
+        self._stream(state.dense, state.texts(), state.n_rows, rng, options, on_questions)
         kept_segments: dict[int, np.ndarray] = {}
         on_segments = None
         if self._classifier_enabled(state):
@@ -573,13 +634,16 @@ class HybridIndex:
                     if int(row) in wanted_segments:
                         kept_segments[int(row)] = vectors[index].copy()
 
-        self._stream(state.segment_dense, state.segment_text, state.n_segments, rng, options, on_segments)
+        self._stream(state.segment_dense, state.texts(segments=True), state.n_segments, rng, options, on_segments)
         state.classifier_segments = kept_segments  # type: ignore[attr-defined]
         slots = np.array(sorted(state.slot_of.values()), dtype=np.int64)
-        centroids = _normalise_rows(sums[slots].astype(np.float32))
         first_rows = np.array([state.rows_of[int(state.slot_id[slot])][0] for slot in slots], dtype=np.int64)
-        state.centroid_dense.build(
-            first_rows, centroids, train_sample=cfg.dense_train_sample, seed=cfg.train_seed, **options
+        state.centroid_dense.build_from(
+            first_rows,
+            lambda positions: _normalise_rows(sums[slots[positions]].astype(np.float32)),
+            train_sample=cfg.dense_train_sample,
+            seed=cfg.train_seed,
+            **options,
         )
         state.train_vectors = kept  # type: ignore[attr-defined]
         state.train_sums = sums  # type: ignore[attr-defined]
@@ -720,7 +784,7 @@ class HybridIndex:
                 # the fusion cannot tell a close second from a hopeless one.
                 legs["classifier"][known] = np.maximum(0.0, 1.0 + np.log(exp / exp.sum() + 1e-12) / 10.0)
         exact = np.zeros(n_slots, dtype=bool)
-        for row in state.skeleton_rows.get(skeleton(text), ()):
+        for row in state.exact_keys.rows(text):
             if row_alive[row]:
                 exact[state.row_slot[row]] = True
         exact &= eligible
@@ -910,14 +974,14 @@ class HybridIndex:
         if rows is None or not self._classifier_enabled(state):
             return None, [], {}
         rows = np.asarray([row for row in rows if int(row) in kept], dtype=np.int64)
-        terms = [char_grams(state.row_text[row]) for row in rows]
+        terms = [char_grams(state.texts()[row]) for row in rows]
         vectors = np.vstack([kept[int(row)] for row in rows]).astype(np.float32)
         labels = state.slot_id[state.row_slot[rows]]
         # Answer sentences are extra examples of their entry in every model: customers describe
         # their situation in the answer's words (a product name, a symptom) more often than in
         # the words of the KB's paraphrases.
         segment_ids = np.array(sorted(segments), dtype=np.int64)
-        segment_terms = [char_grams(state.segment_text[row]) for row in segment_ids]
+        segment_terms = [char_grams(state.texts(segments=True)[row]) for row in segment_ids]
         segment_vectors = (
             np.vstack([segments[int(row)] for row in segment_ids]).astype(np.float32)
             if segment_ids.shape[0]
@@ -994,7 +1058,7 @@ class HybridIndex:
             return
         rng = np.random.default_rng(cfg.train_seed + 1)
         query_rows = np.array([row for row, _ in queries], dtype=np.int64)
-        texts = [state.row_text[row] for row in query_rows]
+        texts = [state.texts()[row] for row in query_rows]
         query_vectors = np.vstack([kept[int(row)] for row in query_rows]).astype(np.float32)
         # KB paraphrases are clean, so without noise the model never sees a query where the
         # pinyin leg matches but the character legs do not. Corrupt a share of the training
@@ -1012,8 +1076,11 @@ class HybridIndex:
         # Customers often type the standard question itself; a share of positives keeps its own
         # string indexed so that exact matches are not outside what the model has seen.
         exact = rng.random(len(queries)) < cfg.train_exact_share
-        class_logits = np.full((len(queries), state.n_slots), -np.inf)
+        # Without a classifier (large KBs) there are no logits: a (queries x entries) matrix of
+        # -inf would be 1.6 GB at 100k entries.
+        class_logits: np.ndarray | None = None
         if state.classifier is not None:
+            class_logits = np.full((len(queries), state.n_slots), -np.inf)
             # Exact-regime queries see the served model (it was trained on their string); the
             # rest see the fold model that never saw it.
             model_of = [
@@ -1055,7 +1122,7 @@ class HybridIndex:
                 eligible=eligible,
                 exclude_rows=masked,
                 masked_centroid=masked_centroid,
-                class_logits=class_logits[index],
+                class_logits=None if class_logits is None else class_logits[index],
             )
             if candidates.slots.shape[0] == 0:
                 continue
@@ -1251,6 +1318,7 @@ class HybridIndex:
             (dense, segment_dense, centroid_dense),
             saved={key: meta[key] for key in ("user_words", "pinyin_words", "avgdl")},
         )
+        state.release_texts()
         state.fusion = FusionModel.from_dict(meta["fusion"])
         classifier_path = directory / "classifier.npz"
         if classifier_path.exists():
