@@ -60,7 +60,9 @@ class RetrievalConfig(BaseModel):
     dense_pca_dim: int = Field(default=128, ge=16)
     dense_nlist: int = Field(default=0, ge=0, description="IVF lists; 0 = 4*sqrt(n)")
     dense_nprobe: int = Field(default=24, ge=1)
-    dense_train_sample: int = Field(default=50_000, ge=1000)
+    # Vectors that train PCA and the IVF lists (at most n/39 lists). The sample is in memory in
+    # float32 with FAISS's copies while training: 50k cost ~250 MB of peak RSS, 20k ~100 MB.
+    dense_train_sample: int = Field(default=20_000, ge=1000)
 
     # Self-supervised fusion training at rebuild(): at most this many leave-one-out queries,
     # of which this share are leave-one-entry-out negatives (the right outcome is "none").

@@ -4,6 +4,7 @@ fused by a model learned from the KB itself into one calibrated confidence and t
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import re
@@ -130,6 +131,15 @@ def _grow(array: np.ndarray, size: int, fill: Any) -> np.ndarray:
     return grown
 
 
+def _compact(rows: Sequence[int]) -> Sequence[int]:
+    """A range when the rows are contiguous and ascending, else a list."""
+    if isinstance(rows, range):
+        return rows
+    if rows and all(b == a + 1 for a, b in itertools.pairwise(rows)):
+        return range(rows[0], rows[-1] + 1)
+    return list(rows)
+
+
 def _homophones(state: _State) -> dict[str, list[str]]:
     """Characters of the KB grouped by fuzzy pinyin syllable."""
     groups: dict[str, set[str]] = {}
@@ -168,8 +178,10 @@ def _centroids(groups: Sequence[np.ndarray]) -> np.ndarray:
     return _normalise_rows(np.vstack([group.mean(axis=0) for group in groups]).astype(np.float32))
 
 
-def _group_max(n_slots: int, ids: np.ndarray, scores: np.ndarray, alive: np.ndarray, slot_of: np.ndarray) -> np.ndarray:
-    """Entry score = best of its vectors among the neighbours FAISS returned."""
+def _group_max(
+    n_slots: int, ids: np.ndarray, scores: np.ndarray, alive: np.ndarray, slot_of: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Entry score = best of its vectors among the neighbours FAISS returned; and those entries."""
     out = np.full(n_slots, -1.0, dtype=np.float32)
     keep = (ids >= 0) & (ids < alive.shape[0])
     ids, scores = ids[keep], scores[keep]
@@ -177,11 +189,12 @@ def _group_max(n_slots: int, ids: np.ndarray, scores: np.ndarray, alive: np.ndar
     ids, scores = ids[keep], scores[keep].astype(np.float32)
     if ids.shape[0] == 0:
         out[:] = 0.0
-        return out
-    np.maximum.at(out, slot_of[ids], scores)
+        return out, np.zeros(0, dtype=np.int64)
+    slots = slot_of[ids]
+    np.maximum.at(out, slots, scores)
     # Entries beyond the neighbour list are at most as similar as the last neighbour.
     out[out < -0.5] = float(scores.min())
-    return out
+    return out, np.unique(slots).astype(np.int64)
 
 
 class _ExactKeys:
@@ -256,7 +269,9 @@ class _State:
         self.tokeniser = Tokeniser()
         self.entries: dict[int, IndexedEntry] = {}
         self.slot_of: dict[int, int] = {}
-        self.rows_of: dict[int, list[int]] = {}
+        # Rows of an entry, as a range when contiguous (always, unless loaded otherwise): a list of
+        # ints costs ~240 bytes an entry more, 48 MB for rows and segments at 100k entries.
+        self.rows_of: dict[int, Sequence[int]] = {}
         self.digests: dict[int, str] = {}
         self.slot_id = np.zeros(0, dtype=np.int64)
         self.slot_alive = np.zeros(0, dtype=bool)
@@ -283,7 +298,7 @@ class _State:
         # first question row (rows are persisted, slots are not); a prototype of the entry that
         # is less swayed by one oddly similar paraphrase.
         self.centroid_dense = DenseIndex(dim)
-        self.segments_of: dict[int, list[int]] = {}
+        self.segments_of: dict[int, Sequence[int]] = {}
         # skeleton(text) -> question rows with that text: exact-match evidence.
         self.exact_keys = _ExactKeys()
         self.classifier: EntryClassifier | None = None
@@ -355,15 +370,15 @@ class _State:
         self.digests[entry.id] = entry_digest(entry)
         return slot
 
-    def _new_rows(self, slot: int, texts: list[str], rows: list[int] | None, *, bulk: bool) -> list[int]:
-        if rows is None:
-            rows = list(range(self.n_rows, self.n_rows + len(texts)))
+    def _new_rows(self, slot: int, texts: list[str], rows: Sequence[int] | None, *, bulk: bool) -> Sequence[int]:
+        rows = _compact(range(self.n_rows, self.n_rows + len(texts)) if rows is None else rows)
         top = max(rows) + 1
         self.n_rows = max(self.n_rows, top)
         self.row_slot = _grow(self.row_slot, self.n_rows, -1)
         self.row_alive = _grow(self.row_alive, self.n_rows, False)
-        self.row_slot[rows] = slot
-        self.row_alive[rows] = True
+        positions = np.asarray(rows, dtype=np.int64)
+        self.row_slot[positions] = slot
+        self.row_alive[positions] = True
         if self.row_text is not None:
             if len(self.row_text) < self.n_rows:
                 self.row_text.extend([""] * (self.n_rows - len(self.row_text)))
@@ -376,14 +391,14 @@ class _State:
                 self.exact_keys.add(row, text)
         return rows
 
-    def _new_segments(self, slot: int, texts: list[str], rows: list[int] | None) -> list[int]:
-        if rows is None:
-            rows = list(range(self.n_segments, self.n_segments + len(texts)))
+    def _new_segments(self, slot: int, texts: list[str], rows: Sequence[int] | None) -> Sequence[int]:
+        rows = _compact(range(self.n_segments, self.n_segments + len(texts)) if rows is None else rows)
         self.n_segments = max(self.n_segments, max(rows) + 1)
         self.segment_slot = _grow(self.segment_slot, self.n_segments, -1)
         self.segment_alive = _grow(self.segment_alive, self.n_segments, False)
-        self.segment_slot[rows] = slot
-        self.segment_alive[rows] = True
+        positions = np.asarray(rows, dtype=np.int64)
+        self.segment_slot[positions] = slot
+        self.segment_alive[positions] = True
         if self.segment_text is not None:
             if len(self.segment_text) < self.n_segments:
                 self.segment_text.extend([""] * (self.n_segments - len(self.segment_text)))
@@ -433,7 +448,7 @@ class _State:
     def lexical_legs(self) -> dict[str, SparseBM25]:
         return {"words": self.words, "chars": self.chars, "pinyin": self.pinyin, "answer": self.answer}
 
-    def add_one(self, item: _Prepared) -> list[int]:
+    def add_one(self, item: _Prepared) -> Sequence[int]:
         slot = self._new_slot(item.entry)
         rows = self._new_rows(slot, item.texts, None, bulk=False)
         self.rows_of[item.entry.id] = rows
@@ -482,7 +497,7 @@ class _State:
         del self.entries[entry_id]
         del self.digests[entry_id]
         self.slot_alive[slot] = False
-        self.row_alive[rows] = False
+        self.row_alive[np.asarray(rows, dtype=np.int64)] = False
         if self.classifier is not None:
             self.classifier.drop(entry_id)
             self.refresh_classes()
@@ -491,7 +506,7 @@ class _State:
         self.answer.remove([slot])
         self.dense.remove(np.asarray(rows, dtype=np.int64))
         segments = self.segments_of.pop(entry_id)
-        self.segment_alive[segments] = False
+        self.segment_alive[np.asarray(segments, dtype=np.int64)] = False
         self.segment_dense.remove(np.asarray(segments, dtype=np.int64))
         self.centroid_dense.remove(np.array([rows[0]], dtype=np.int64))
         return True
@@ -742,29 +757,34 @@ class HybridIndex:
             row_alive[np.asarray(exclude_rows)] = False
 
         legs: dict[str, np.ndarray] = {}
+        # Per leg, the entries it actually scored (postings hit, FAISS neighbours, classes): the
+        # pool is chosen among them, never by a pass over every entry of a 100k KB.
+        support: dict[str, np.ndarray] = {}
         for name, bm25, terms in (
             ("words", state.words, words),
             ("chars", state.chars, chars),
             ("pinyin", state.pinyin, pinyin),
         ):
             row_scores, self_score, _ = bm25.score(terms, state.n_rows)
-            row_scores[~row_alive] = 0.0
             slot_scores = np.zeros(n_slots, dtype=np.float32)
             hit_rows = np.flatnonzero(row_scores)
+            hit_rows = hit_rows[row_alive[hit_rows]]
             np.maximum.at(slot_scores, state.row_slot[hit_rows], row_scores[hit_rows])
             legs[name] = slot_scores / np.float32(self_score)
+            support[name] = np.unique(state.row_slot[hit_rows])
         answer_scores, answer_self, _ = state.answer.score(words, n_slots)
         legs["answer"] = answer_scores / np.float32(answer_self)
+        support["answer"] = np.flatnonzero(answer_scores)
 
-        legs["dense"] = _group_max(n_slots, dense_ids, dense_scores, row_alive, state.row_slot)
-        legs["answer_dense"] = _group_max(
+        legs["dense"], support["dense"] = _group_max(n_slots, dense_ids, dense_scores, row_alive, state.row_slot)
+        legs["answer_dense"], support["answer_dense"] = _group_max(
             n_slots,
             segment_ids,
             segment_scores,
             state.segment_alive[: state.n_segments],
             state.segment_slot,
         )
-        legs["centroid"] = _group_max(
+        legs["centroid"], support["centroid"] = _group_max(
             n_slots, centroid_ids, centroid_scores, state.row_alive[: state.n_rows], state.row_slot
         )
         if masked_centroid is not None:
@@ -772,6 +792,7 @@ class HybridIndex:
             slot, value = masked_centroid
             legs["centroid"][slot] = value
         legs["classifier"] = np.zeros(n_slots, dtype=np.float32)
+        support["classifier"] = np.zeros(0, dtype=np.int64)
         if class_logits is not None:
             # Softmax over the entries the caller may see: an entry hidden from this audience
             # (or masked in training) must not soak up probability.
@@ -783,6 +804,7 @@ class HybridIndex:
                 # where the probability itself crushes everything but the top entry to ~0 and
                 # the fusion cannot tell a close second from a hopeless one.
                 legs["classifier"][known] = np.maximum(0.0, 1.0 + np.log(exp / exp.sum() + 1e-12) / 10.0)
+                support["classifier"] = np.flatnonzero(known)
         exact = np.zeros(n_slots, dtype=bool)
         for row in state.exact_keys.rows(text):
             if row_alive[row]:
@@ -791,14 +813,15 @@ class HybridIndex:
 
         pool: set[int] = set()
         for name in LEGS:
-            values = np.where(eligible, legs[name], -np.inf)
+            scored = support[name]
+            scored = scored[eligible[scored]]
+            values = legs[name][scored]
             if not name.endswith("dense"):
-                values = np.where(values > 0, values, -np.inf)
-            finite = int(np.isfinite(values).sum())
-            take = min(cfg.candidate_pool, finite)
-            if take:
-                top = np.argpartition(-values, take - 1)[:take]
-                pool.update(int(slot) for slot in top)
+                scored, values = scored[values > 0], values[values > 0]
+            take = min(cfg.candidate_pool, scored.shape[0])
+            if 0 < take < scored.shape[0]:
+                scored = scored[np.argpartition(-values, take - 1)[:take]]
+            pool.update(int(slot) for slot in scored)
         pool.update(int(slot) for slot in np.flatnonzero(exact))
         # Order by entry id, not slot: slots differ between a live index and its reloaded copy,
         # and rank features break ties by position.
@@ -924,18 +947,23 @@ class HybridIndex:
         answer): low coverage flags keyword lures that match one word of a longer question."""
         covered = np.zeros(slots.shape[0], dtype=np.float64)
         total = 0.0
+        # Marks over all entries, set and cleared per term: O(postings), where np.isin sorted a
+        # common term's postings (100k rows at 100k entries) for every query.
+        marks = np.zeros(state.n_slots, dtype=bool)
         for term in terms:
             col = bm25.vocab.get(term)
             rows = bm25._postings(col)[0] if col is not None else np.zeros(0, dtype=np.int64)
             rows = rows[row_alive[rows]] if rows.shape[0] else rows
             idf = bm25.idf(int(rows.shape[0]))
             total += idf
-            present = np.isin(slots, state.row_slot[rows]) if rows.shape[0] else np.zeros(slots.shape[0], dtype=bool)
+            having = state.row_slot[rows]
             if with_answer:
                 answer_col = state.answer.vocab.get(term)
                 if answer_col is not None:
-                    present |= np.isin(slots, state.answer._postings(answer_col)[0])
-            covered += idf * present
+                    having = np.concatenate([having, state.answer._postings(answer_col)[0]])
+            marks[having] = True
+            covered += idf * marks[slots]
+            marks[having] = False
         return covered / total if total > 0 else covered
 
     def _eligible(self, state: _State, *, agent: bool, now: datetime | None) -> np.ndarray:
@@ -1268,8 +1296,8 @@ class HybridIndex:
                 for entry_id in sorted(state.entries):
                     record = {
                         "entry": _entry_to_json(state.entries[entry_id]),
-                        "rows": state.rows_of[entry_id],
-                        "segments": state.segments_of[entry_id],
+                        "rows": list(state.rows_of[entry_id]),
+                        "segments": list(state.segments_of[entry_id]),
                     }
                     handle.write(json.dumps(record, ensure_ascii=False) + "\n")
             state.dense.save(directory / "dense.faiss")
