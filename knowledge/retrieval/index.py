@@ -771,7 +771,7 @@ class HybridIndex:
             hit_rows = hit_rows[row_alive[hit_rows]]
             np.maximum.at(slot_scores, state.row_slot[hit_rows], row_scores[hit_rows])
             legs[name] = slot_scores / np.float32(self_score)
-            support[name] = np.unique(state.row_slot[hit_rows])
+            support[name] = np.flatnonzero(slot_scores)
         answer_scores, answer_self, _ = state.answer.score(words, n_slots)
         legs["answer"] = answer_scores / np.float32(answer_self)
         support["answer"] = np.flatnonzero(answer_scores)
