@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -522,6 +523,23 @@ def test_exact_match_of_upserted_entry_is_confident_first_and_stable(
             assert outcome.hits[0].legs["exact"] == 1.0
 
 
+def test_an_edited_title_is_an_exact_match_and_the_old_one_no_longer(
+    index: HybridIndex, embedder: UseEmbedder, config: RetrievalConfig, kb: list[IndexedEntry], tmp_path: Path
+) -> None:
+    entry = _by_external(kb, "KB0301")
+    edited = dataclasses.replace(entry, title="剩余流量在哪里看？")
+    index.upsert(edited)
+    index.save(tmp_path / "index")
+    loaded = HybridIndex.load(tmp_path / "index", embedder=embedder, config=config)
+    # Strings are needed to embed and train only: neither the built nor the loaded index keeps them.
+    assert index._state.row_text is None and loaded._state.row_text is None
+    for searched in (index, loaded):
+        new = searched.search("剩余流量在哪里看", audience="agent").hits[0]
+        assert new.entry_id == entry.id and new.legs["exact"] == 1.0
+        old = searched.search(entry.title, audience="agent").hits
+        assert all(hit.legs["exact"] == 0.0 for hit in old)
+
+
 def test_upserted_entry_is_classified_without_retraining(index: HybridIndex) -> None:
     index.upsert(_new_entry(9601, "电子发票怎么开？", ("话费发票在哪里打印", "我要开个发票"), category="发票"))
     assert 9601 in set(int(entry_id) for entry_id in index._state.classifier.classes)  # type: ignore[union-attr]
@@ -566,6 +584,8 @@ def test_compressed_dense_index_path(embedder: UseEmbedder, kb: list[IndexedEntr
     index = HybridIndex(embedder=embedder, config=config)
     index.rebuild(kb)
     assert index._state.dense.kind == "pca-ivf-sq8"
+    # Entry centroids are built a chunk at a time into the same layout.
+    assert index._state.centroid_dense.kind == "pca-ivf-sq8" and len(index._state.centroid_dense) == len(kb)
     assert index.search("怎么查询剩余流量", audience="customer").hits[0].external_id == "KB0301"
     index.upsert(_new_entry(9500, "电话手表副号怎么开通？", ("儿童手表能办副号吗",)))
     assert index.search("电话手表副号怎么开通", audience="customer").hits[0].entry_id == 9500
