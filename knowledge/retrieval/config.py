@@ -54,8 +54,9 @@ class RetrievalConfig(BaseModel):
     # Number of string neighbours fetched from FAISS per query (before grouping by entry).
     dense_neighbours: int = Field(default=64, ge=8)
 
-    # FAISS: exact inner product up to this many vectors; above it a PCA-reduced, IVF,
-    # 8-bit scalar-quantised index keeps 600k strings well under 100 MB.
+    # FAISS: exact inner product up to this many vectors; above it a projected (dense_pca_dim),
+    # IVF, 8-bit scalar-quantised index keeps 600k strings well under 100 MB. More dimensions
+    # keep more of the exact neighbours (128: 84 % of top-1 neighbours, 256: 95 %) for more memory.
     dense_exact_max_vectors: int = Field(default=50_000, ge=1)
     dense_pca_dim: int = Field(default=128, ge=16)
     dense_nlist: int = Field(default=0, ge=0, description="IVF lists; 0 = 4*sqrt(n)")

@@ -35,8 +35,8 @@ from knowledge.retrieval.normalise import Normaliser
 
 # Saved indexes of another format are not loaded (LiveIndex rebuilds them at start-up). Bumped whenever
 # the same entries would be indexed differently, not only when the files change: 3 added homophone
-# typo correction to normalisation.
-_FORMAT = 3
+# typo correction to normalisation, 4 the uncentred projection of the compressed FAISS layout.
+_FORMAT = 4
 
 # Strings encoded per batch during rebuild: bounds the memory of the streamed dense build.
 _EMBED_CHUNK = 4096
@@ -195,6 +195,16 @@ def _group_max(
     # Entries beyond the neighbour list are at most as similar as the last neighbour.
     out[out < -0.5] = float(scores.min())
     return out, np.unique(slots).astype(np.int64)
+
+
+def _distinct(values: np.ndarray, size: int) -> np.ndarray:
+    """Sorted distinct values of ``values`` (all in ``0..size-1``): marks in a scratch array, which
+    is linear where ``np.unique`` sorts (a common word hits 100k rows of a large KB)."""
+    if values.shape[0] < 4096:
+        return np.unique(values).astype(np.int64)
+    marks = np.zeros(size, dtype=bool)
+    marks[values] = True
+    return np.flatnonzero(marks)
 
 
 class _ExactKeys:
@@ -765,16 +775,17 @@ class HybridIndex:
             ("chars", state.chars, chars),
             ("pinyin", state.pinyin, pinyin),
         ):
-            row_scores, self_score, _ = bm25.score(terms, state.n_rows)
-            slot_scores = np.zeros(n_slots, dtype=np.float32)
-            hit_rows = np.flatnonzero(row_scores)
+            row_scores, self_score, hit_rows = bm25.score(terms, state.n_rows)
             hit_rows = hit_rows[row_alive[hit_rows]]
-            np.maximum.at(slot_scores, state.row_slot[hit_rows], row_scores[hit_rows])
+            slot_scores = np.zeros(n_slots, dtype=np.float32)
+            hit_slots = state.row_slot[hit_rows]
+            # Repeated rows are harmless: the maximum is idempotent.
+            np.maximum.at(slot_scores, hit_slots, row_scores[hit_rows])
             legs[name] = slot_scores / np.float32(self_score)
-            support[name] = np.flatnonzero(slot_scores)
-        answer_scores, answer_self, _ = state.answer.score(words, n_slots)
+            support[name] = _distinct(hit_slots, n_slots)
+        answer_scores, answer_self, answer_hits = state.answer.score(words, n_slots)
         legs["answer"] = answer_scores / np.float32(answer_self)
-        support["answer"] = np.flatnonzero(answer_scores)
+        support["answer"] = _distinct(answer_hits, n_slots)
 
         legs["dense"], support["dense"] = _group_max(n_slots, dense_ids, dense_scores, row_alive, state.row_slot)
         legs["answer_dense"], support["answer_dense"] = _group_max(

@@ -24,6 +24,7 @@ from knowledge.retrieval import (
     default_synonyms_path,
     make_embedder,
 )
+from knowledge.retrieval.dense import DenseIndex
 
 KB_PATH = Path(__file__).resolve().parents[3] / "shared" / "data" / "kb" / "kb.jsonl"
 FALLBACK_KB = Path(__file__).resolve().parents[2] / "knowledge" / "data" / "kb.jsonl"
@@ -577,20 +578,49 @@ def test_classifier_can_be_disabled(embedder: UseEmbedder, kb: list[IndexedEntry
 
 
 def test_compressed_dense_index_path(embedder: UseEmbedder, kb: list[IndexedEntry]) -> None:
-    # Force the large-KB FAISS layout (PCA + IVF + SQ8) on the small KB.
+    # Force the large-KB FAISS layout (projection + IVF + SQ8) on the small KB.
     config = RetrievalConfig(
         dense_exact_max_vectors=10, dense_pca_dim=64, dense_nlist=8, dense_nprobe=8, train_max_queries=100
     )
     index = HybridIndex(embedder=embedder, config=config)
     index.rebuild(kb)
-    assert index._state.dense.kind == "pca-ivf-sq8"
+    assert index._state.dense.kind == "projected-ivf-sq8"
     # Entry centroids are built a chunk at a time into the same layout.
-    assert index._state.centroid_dense.kind == "pca-ivf-sq8" and len(index._state.centroid_dense) == len(kb)
+    assert index._state.centroid_dense.kind == "projected-ivf-sq8" and len(index._state.centroid_dense) == len(kb)
     assert index.search("怎么查询剩余流量", audience="customer").hits[0].external_id == "KB0301"
     index.upsert(_new_entry(9500, "电话手表副号怎么开通？", ("儿童手表能办副号吗",)))
     assert index.search("电话手表副号怎么开通", audience="customer").hits[0].entry_id == 9500
     index.remove(9500)
     assert 9500 not in [hit.entry_id for hit in index.search("电话手表副号怎么开通", audience="agent").hits]
+
+
+def test_compressed_dense_index_keeps_the_exact_neighbours(embedder: UseEmbedder, kb: list[IndexedEntry]) -> None:
+    # Sentence vectors of one domain share a large mean: PCA that removes it and re-normalises
+    # the rest kept only 0.72 of the exact 5 nearest questions of each answer here.
+    def unit(vectors: np.ndarray) -> np.ndarray:
+        vectors = np.asarray(vectors, dtype=np.float32)
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    strings = [question for entry in kb for question in entry.questions()]
+    vectors = unit(embedder.encode(strings))
+    queries = unit(embedder.encode([entry.answer[:40] for entry in kb]))
+    ids = np.arange(len(strings))
+    options = {"nlist": 8, "nprobe": 8, "train_sample": 20_000, "seed": 1}
+    exact = DenseIndex(vectors.shape[1])
+    exact.build_from(ids, lambda positions: vectors[positions], exact_max_vectors=10**9, pca_dim=128, **options)
+    compressed = DenseIndex(vectors.shape[1])
+    compressed.build_from(
+        ids,
+        lambda positions: vectors[positions],
+        exact_max_vectors=10,
+        pca_dim=RetrievalConfig().dense_pca_dim,
+        **options,
+    )
+    assert compressed.kind == "projected-ivf-sq8"
+    _, want = exact.search(queries, 5)
+    _, got = compressed.search(queries, 5)
+    recall = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(want, got, strict=True)])
+    assert recall >= 0.85
 
 
 # ---------------------------------------------------------------- embedders
