@@ -30,7 +30,7 @@ from knowledge.retrieval.fusion import (
     Logistic,
     calibration_inputs,
 )
-from knowledge.retrieval.lexical import STOPWORDS, SparseBM25, Tokeniser
+from knowledge.retrieval.lexical import STOPWORDS, Postings, SparseBM25, Tokeniser
 from knowledge.retrieval.normalise import Normaliser
 
 # Saved indexes of another format are not loaded (LiveIndex rebuilds them at start-up). Bumped whenever
@@ -770,12 +770,13 @@ class HybridIndex:
         # Per leg, the entries it actually scored (postings hit, FAISS neighbours, classes): the
         # pool is chosen among them, never by a pass over every entry of a 100k KB.
         support: dict[str, np.ndarray] = {}
+        memo: dict[str, Postings] = {name: {} for name in ("words", "chars", "pinyin", "answer")}
         for name, bm25, terms in (
             ("words", state.words, words),
             ("chars", state.chars, chars),
             ("pinyin", state.pinyin, pinyin),
         ):
-            row_scores, self_score, hit_rows = bm25.score(terms, state.n_rows)
+            row_scores, self_score, hit_rows = bm25.score(terms, state.n_rows, memo[name])
             hit_rows = hit_rows[row_alive[hit_rows]]
             slot_scores = np.zeros(n_slots, dtype=np.float32)
             hit_slots = state.row_slot[hit_rows]
@@ -783,7 +784,7 @@ class HybridIndex:
             np.maximum.at(slot_scores, hit_slots, row_scores[hit_rows])
             legs[name] = slot_scores / np.float32(self_score)
             support[name] = _distinct(hit_slots, n_slots)
-        answer_scores, answer_self, answer_hits = state.answer.score(words, n_slots)
+        answer_scores, answer_self, answer_hits = state.answer.score(words, n_slots, memo["answer"])
         legs["answer"] = answer_scores / np.float32(answer_self)
         support["answer"] = _distinct(answer_hits, n_slots)
 
@@ -862,16 +863,20 @@ class HybridIndex:
 
         content = list(dict.fromkeys(word for word in words if word not in STOPWORDS))
         features[:, _FEATURE_INDEX["coverage_words"]] = self._coverage(
-            state, state.words, content, slots, row_alive, with_answer=True
+            state, state.words, content, slots, row_alive, memo["words"], answer_memo=memo["answer"]
         )
         bigrams = list(dict.fromkeys(chars))
         features[:, _FEATURE_INDEX["coverage_chars"]] = self._coverage(
-            state, state.chars, bigrams, slots, row_alive, with_answer=False
+            state, state.chars, bigrams, slots, row_alive, memo["chars"]
         )
         features[:, _FEATURE_INDEX["query_len"]] = math.log1p(len(text))
         features[:, _FEATURE_INDEX["exact_match"]] = exact[slots]
         if content:
-            unknown = sum(1 for word in content if not state.words.has_live(word) and not state.answer.has_live(word))
+            unknown = sum(
+                1
+                for word in content
+                if not state.words.has_live(word, memo["words"]) and not state.answer.has_live(word, memo["answer"])
+            )
             features[:, _FEATURE_INDEX["unknown_share"]] = unknown / len(content)
         return _Candidates(slots, features, legs_first, picked)
 
@@ -951,11 +956,13 @@ class HybridIndex:
         terms: list[str],
         slots: np.ndarray,
         row_alive: np.ndarray,
+        memo: Postings,
         *,
-        with_answer: bool,
+        answer_memo: Postings | None = None,
     ) -> np.ndarray:
         """IDF-weighted share of the query's terms found in each candidate's strings (and
-        answer): low coverage flags keyword lures that match one word of a longer question."""
+        answer, given ``answer_memo``): low coverage flags keyword lures that match one word of
+        a longer question."""
         covered = np.zeros(slots.shape[0], dtype=np.float64)
         total = 0.0
         # Marks over all entries, set and cleared per term: O(postings), where np.isin sorted a
@@ -963,15 +970,15 @@ class HybridIndex:
         marks = np.zeros(state.n_slots, dtype=bool)
         for term in terms:
             col = bm25.vocab.get(term)
-            rows = bm25._postings(col)[0] if col is not None else np.zeros(0, dtype=np.int64)
+            rows = bm25._postings(col, memo)[0] if col is not None else np.zeros(0, dtype=np.int64)
             rows = rows[row_alive[rows]] if rows.shape[0] else rows
             idf = bm25.idf(int(rows.shape[0]))
             total += idf
             having = state.row_slot[rows]
-            if with_answer:
+            if answer_memo is not None:
                 answer_col = state.answer.vocab.get(term)
                 if answer_col is not None:
-                    having = np.concatenate([having, state.answer._postings(answer_col)[0]])
+                    having = np.concatenate([having, state.answer._postings(answer_col, answer_memo)[0]])
             marks[having] = True
             covered += idf * marks[slots]
             marks[having] = False

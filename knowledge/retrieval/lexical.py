@@ -154,6 +154,10 @@ class _Segment:
     weights: np.ndarray  # BM25 term weights without IDF, float32
 
 
+# Posting lists already looked up during one query, by term column.
+Postings = dict[int, tuple[np.ndarray, np.ndarray]]
+
+
 class SparseBM25:
     """BM25 over rows (strings or entries) kept as CSC segments: one large segment from the last
     full build plus small ones appended by live upserts.
@@ -260,7 +264,18 @@ class SparseBM25:
         np.cumsum(counts, out=indptr[1:])
         self.segments = [head, _Segment(indptr, rows[order], data[order])]
 
-    def _postings(self, col: int) -> tuple[np.ndarray, np.ndarray]:
+    def _postings(self, col: int, memo: Postings | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Live rows holding term ``col`` and their weights. ``memo`` keeps them for the rest of
+        one query: the coverage features ask again for every term the score looked up, and a
+        common term's list is 100k rows long in a large KB."""
+        if memo is not None and col in memo:
+            return memo[col]
+        found = self._live_postings(col)
+        if memo is not None:
+            memo[col] = found
+        return found
+
+    def _live_postings(self, col: int) -> tuple[np.ndarray, np.ndarray]:
         rows_parts, weight_parts = [], []
         for segment in self.segments:
             if col + 1 < segment.indptr.shape[0]:
@@ -286,7 +301,9 @@ class SparseBM25:
                 counts[col] = counts.get(col, 0) + 1
         return counts
 
-    def score(self, terms: Sequence[str], n_rows: int) -> tuple[np.ndarray, float, np.ndarray]:
+    def score(
+        self, terms: Sequence[str], n_rows: int, memo: Postings | None = None
+    ) -> tuple[np.ndarray, float, np.ndarray]:
         """Scores of all rows (dense array of ``n_rows``), the query's self-score (the BM25 score
         the query would get against itself, used to put scores on a 0..1-ish scale), and the
         live rows any term hit (with repeats). Those rows come from the postings: finding them
@@ -302,7 +319,7 @@ class SparseBM25:
         # score. "Live" matters: a term left in the vocabulary by a removed entry counts too.
         unknown = len([term for term in terms if term not in self.vocab])
         for col, qtf in counts.items():
-            rows, weights = self._postings(col)
+            rows, weights = self._postings(col, memo)
             if rows.shape[0] == 0:
                 unknown += qtf
                 continue
@@ -318,9 +335,9 @@ class SparseBM25:
         hits = np.concatenate(hit_parts) if hit_parts else np.zeros(0, dtype=np.int64)
         return scores, max(self_score, 1e-6), hits
 
-    def has_live(self, term: str) -> bool:
+    def has_live(self, term: str, memo: Postings | None = None) -> bool:
         col = self.vocab.get(term)
-        return col is not None and self._postings(col)[0].shape[0] > 0
+        return col is not None and self._postings(col, memo)[0].shape[0] > 0
 
     def contains(self, rows: np.ndarray, cols: Iterable[int]) -> np.ndarray:
         """Boolean matrix (len(rows), len(cols)): does row contain term col."""
