@@ -194,7 +194,7 @@ def _group_max(
     np.maximum.at(out, slots, scores)
     # Entries beyond the neighbour list are at most as similar as the last neighbour.
     out[out < -0.5] = float(scores.min())
-    return out, np.unique(slots).astype(np.int64)
+    return out, _distinct(slots, n_slots)
 
 
 def _distinct(values: np.ndarray, size: int) -> np.ndarray:
@@ -922,7 +922,7 @@ class HybridIndex:
             return False
         rows = state.words._postings(col)[0]
         rows = rows[state.row_alive[rows]]
-        slots = np.unique(state.row_slot[rows])
+        slots = _distinct(state.row_slot[rows], state.n_slots)
         return int(eligible[slots].sum()) >= self._config.broad_query_entries
 
     def _internal_only(
