@@ -35,8 +35,9 @@ from knowledge.retrieval.normalise import Normaliser
 
 # Saved indexes of another format are not loaded (LiveIndex rebuilds them at start-up). Bumped whenever
 # the same entries would be indexed differently, not only when the files change: 3 added homophone
-# typo correction to normalisation, 4 the uncentred projection of the compressed FAISS layout.
-_FORMAT = 4
+# typo correction to normalisation, 4 the uncentred projection of the compressed FAISS layout, 5 the
+# KB words that lost a pinyin collision in the saved vocabulary (a reload "corrected" them).
+_FORMAT = 5
 
 # Strings encoded per batch during rebuild: bounds the memory of the streamed dense build.
 _EMBED_CHUNK = 4096

@@ -267,6 +267,29 @@ def test_homophone_typos_become_kb_words() -> None:
     assert normaliser.normalise("活动期间") == "活动期间"
 
 
+def test_a_kb_word_that_lost_its_pinyin_key_survives_a_reload() -> None:
+    # 停机保号 and 停机报号 share tingjibaohao; both are the KB's words, so neither is a typo of the
+    # other. A saved index restores its normaliser from pinyin_vocabulary: the loser must be in it.
+    live = Normaliser()
+    live.add_pinyin_vocabulary(["停机保号", "停机报号"])
+    reloaded = Normaliser()
+    reloaded.add_pinyin_vocabulary(live.pinyin_vocabulary)
+    assert live.normalise("停机报号怎么办") == "停机报号怎么办"
+    assert reloaded.normalise("停机报号怎么办") == "停机报号怎么办"
+    assert reloaded.normalise("tingjibaohao") == live.normalise("tingjibaohao") == "停机保号"
+
+
+def test_typo_correction_of_polyphonic_characters() -> None:
+    # The cheap pre-check keys a KB word by the reading its characters have in that word (乐 is le
+    # in 快乐, yue alone) and tries every reading of a typed character (了: le or liao): it must
+    # never skip a stretch that the phrase-level conversion of the whole stretch would correct.
+    normaliser = Normaliser()
+    normaliser.add_pinyin_vocabulary(["快乐", "银行"])
+    assert normaliser.normalise("快了套餐") == "快乐套餐"
+    assert normaliser.normalise("去银杭办") == "去银行办"
+    assert normaliser.normalise("我想还卡") == "我想还卡"
+
+
 def test_a_destination_abroad_reads_as_abroad(normaliser: Normaliser) -> None:
     assert "国外" in normaliser.normalise("下周去东京出差")
     # Hong Kong is 境外 but not 国外; the KB names it itself.
