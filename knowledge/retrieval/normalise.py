@@ -28,6 +28,7 @@ _MB = re.compile(r"(?<![\d.a-z])(\d+(?:\.\d+)?)\s*(个)?\s*(?:mbps|mb|m|兆)(?![
 _NETWORK_GENERATION = {"2", "3", "4", "5"}
 
 
+# Lengths of the stretches the homophone typo pass compares with KB words (longest first).
 _TYPO_MIN_LEN, _TYPO_MAX_LEN = 2, 4
 
 
@@ -74,8 +75,8 @@ class Normaliser:
         self._vocabulary: set[str] = set()
         # Every 2-4 character pinyin word with one character blanked out, plus that character's
         # syllable: a stretch can only be a one-character typo of such a word if it matches one of
-        # these keys with a reading of its own character there. Most stretches of text match none
-        # and skip the pinyin conversion of the whole run (80 % of indexing time otherwise).
+        # these keys with a reading of its own character there. Stretches that match none skip the
+        # pinyin conversion of the whole run (indexing ~10 % faster, measured without a profiler).
         self._one_off: set[str] = set()
         self._readings: dict[str, tuple[str, ...]] = {}
         self.synonyms: list[tuple[str, str]] = []
@@ -190,7 +191,7 @@ class Normaliser:
         out: list[str] = []
         position = 0
         while position < len(run):
-            for length in (4, 3, 2):
+            for length in range(_TYPO_MAX_LEN, _TYPO_MIN_LEN - 1, -1):
                 window = run[position : position + length]
                 if len(window) < length:
                     continue
