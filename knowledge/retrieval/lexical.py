@@ -158,6 +158,58 @@ class _Segment:
 Postings = dict[int, tuple[np.ndarray, np.ndarray]]
 
 
+class Vocabulary:
+    """Term -> column, keyed by the term's hash; the strings themselves are not kept.
+
+    A full build's terms are one sorted array of hashes (the column is the position); terms first
+    seen in live edits get the next columns through a small dict. A dict of strings cost ~180 MB
+    for the 1.2M terms of a 100k-entry KB, and its long-lived keys, allocated among the
+    tokeniser's temporaries, kept the heap from shrinking after the build. Python's string hash
+    is 64 bits (a collision among a million terms has odds of ~1e-7) and differs between
+    processes, which is fine: lexical legs are rebuilt in every process, never saved.
+    """
+
+    def __init__(self, keys: np.ndarray | None = None) -> None:
+        self._keys = np.zeros(0, dtype=np.int64) if keys is None else keys
+        self._live: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return self._keys.shape[0] + len(self._live)
+
+    def __contains__(self, term: object) -> bool:
+        return isinstance(term, str) and self.get(term) is not None
+
+    def get(self, term: str) -> int | None:
+        key = hash(term)
+        position = int(np.searchsorted(self._keys, key))
+        if position < self._keys.shape[0] and int(self._keys[position]) == key:
+            return position
+        return self._live.get(key)
+
+    def columns(self, terms: Sequence[str]) -> list[int | None]:
+        """:meth:`get` for many terms with one array search."""
+        if not terms:
+            return []
+        keys = np.fromiter((hash(term) for term in terms), dtype=np.int64, count=len(terms))
+        positions = np.searchsorted(self._keys, keys)
+        out: list[int | None] = []
+        size = self._keys.shape[0]
+        for key, position in zip(keys.tolist(), positions.tolist(), strict=True):
+            if position < size and int(self._keys[position]) == key:
+                out.append(position)
+            else:
+                out.append(self._live.get(key))
+        return out
+
+    def column(self, term: str) -> int:
+        """The term's column, assigning the next one to a term never seen."""
+        col = self.get(term)
+        if col is None:
+            col = len(self)
+            self._live[hash(term)] = col
+        return col
+
+
 class SparseBM25:
     """BM25 over rows (strings or entries) kept as CSC segments: one large segment from the last
     full build plus small ones appended by live upserts.
@@ -170,7 +222,7 @@ class SparseBM25:
     def __init__(self, k1: float, b: float) -> None:
         self.k1 = k1
         self.b = b
-        self.vocab: dict[str, int] = {}
+        self.vocab = Vocabulary()
         self.segments: list[_Segment] = []
         self.alive = np.zeros(0, dtype=bool)
         self.avgdl = 1.0
@@ -181,13 +233,6 @@ class SparseBM25:
             grown = np.zeros(max(max_row + 1, 2 * self.alive.shape[0], 64), dtype=bool)
             grown[: self.alive.shape[0]] = self.alive
             self.alive = grown
-
-    def _column(self, term: str) -> int:
-        col = self.vocab.get(term)
-        if col is None:
-            col = len(self.vocab)
-            self.vocab[term] = col
-        return col
 
     def _segment(self, rows: np.ndarray, local: np.ndarray, cols: np.ndarray, lengths: np.ndarray) -> _Segment:
         """CSC segment from COO term occurrences: ``local`` indexes ``rows``/``lengths``."""
@@ -207,7 +252,7 @@ class SparseBM25:
 
     def builder(self) -> BulkBuilder:
         """Start a full build that takes documents one by one, holding only integer arrays."""
-        self.vocab = {}
+        self.vocab = Vocabulary()
         self.segments = []
         self.alive = np.zeros(0, dtype=bool)
         self.n_alive = 0
@@ -223,7 +268,7 @@ class SparseBM25:
         if not rows:
             return
         local = [index for index, doc in enumerate(docs) for _ in doc]
-        cols = [self._column(term) for doc in docs for term in doc]
+        cols = [self.vocab.column(term) for doc in docs for term in doc]
         lengths = np.array([len(doc) for doc in docs], dtype=np.int32)
         self._append(np.asarray(rows, dtype=np.int64), np.asarray(local, dtype=np.int64), np.asarray(cols), lengths)
 
@@ -293,13 +338,16 @@ class SparseBM25:
     def idf(self, df: int) -> float:
         return math.log(1.0 + (self.n_alive - df + 0.5) / (df + 0.5))
 
-    def query_terms(self, terms: Sequence[str]) -> dict[int, int]:
+    def query_terms(self, terms: Sequence[str]) -> tuple[dict[int, int], int]:
+        """Query term frequencies by column, and how many of the terms the vocabulary lacks."""
         counts: dict[int, int] = {}
-        for term in terms:
-            col = self.vocab.get(term)
-            if col is not None:
+        unknown = 0
+        for col in self.vocab.columns(terms):
+            if col is None:
+                unknown += 1
+            else:
                 counts[col] = counts.get(col, 0) + 1
-        return counts
+        return counts, unknown
 
     def score(
         self, terms: Sequence[str], n_rows: int, memo: Postings | None = None
@@ -309,7 +357,7 @@ class SparseBM25:
         live rows any term hit (with repeats). Those rows come from the postings: finding them
         again with a nonzero pass over every row cost ~3 ms per leg at 500k rows."""
         scores = np.zeros(n_rows, dtype=np.float32)
-        counts = self.query_terms(terms)
+        counts, unknown = self.query_terms(terms)
         qlen = max(len(terms), 1)
         qnorm = self.k1 * (1.0 - self.b + self.b * qlen / self.avgdl)
         self_score = 0.0
@@ -317,7 +365,6 @@ class SparseBM25:
         # Terms the live index does not contain still belong to the question: count them as
         # rare words so a query about something the KB never mentions gets a low normalised
         # score. "Live" matters: a term left in the vocabulary by a removed entry counts too.
-        unknown = len([term for term in terms if term not in self.vocab])
         for col, qtf in counts.items():
             rows, weights = self._postings(col, memo)
             if rows.shape[0] == 0:
@@ -353,33 +400,111 @@ class SparseBM25:
         return out
 
 
-class BulkBuilder:
-    """Collects documents for :meth:`SparseBM25.builder` as compact integer arrays."""
+@dataclass
+class _Partial:
+    """Term frequencies of one chunk of documents, by the chunk's own sorted term hashes."""
 
-    def __init__(self, index: SparseBM25) -> None:
+    keys: np.ndarray  # sorted term hashes, int64
+    indptr: np.ndarray  # (len(keys) + 1,) int64
+    rows: np.ndarray  # global row ids, int32
+    tf: np.ndarray  # term frequency in the row, uint16
+
+
+class BulkBuilder:
+    """Collects documents for :meth:`SparseBM25.builder`.
+
+    Term hashes are buffered for ``chunk`` tokens at a time and folded into per-chunk term
+    frequencies; :meth:`finish` merges the chunks into one CSC segment. A 100k-entry KB has ~30M
+    tokens: buffering them all as (row, column) pairs for four legs at once, then letting scipy
+    copy them, was the largest transient of a rebuild (~450 MB).
+    """
+
+    def __init__(self, index: SparseBM25, chunk: int = 1 << 20) -> None:
         self._index = index
+        self._chunk = chunk
         self._rows = array("q")
         self._lengths = array("i")
-        self._local = array("q")
-        self._cols = array("q")
+        self._hashes = array("q")
+        self._chunk_start = 0  # first document of the buffered chunk
+        self._partials: list[_Partial] = []
 
     def add(self, row: int, terms: Sequence[str]) -> None:
-        local = len(self._rows)
         self._rows.append(row)
         self._lengths.append(len(terms))
-        for term in terms:
-            self._local.append(local)
-            self._cols.append(self._index._column(term))
+        self._hashes.extend(hash(term) for term in terms)
+        if len(self._hashes) >= self._chunk:
+            self._fold()
+
+    def _fold(self) -> None:
+        n_docs = len(self._rows) - self._chunk_start
+        if n_docs == 0:
+            return
+        hashes = np.array(self._hashes, dtype=np.int64)
+        self._hashes = array("q")
+        lengths = np.frombuffer(self._lengths, dtype=np.int32)[self._chunk_start :]
+        rows = np.frombuffer(self._rows, dtype=np.int64)[self._chunk_start :]
+        self._chunk_start += n_docs
+        if hashes.shape[0] == 0:
+            return
+        keys, cols = np.unique(hashes, return_inverse=True)
+        del hashes
+        # One sort key per (column, document) pair; runs of equal keys are a term frequency.
+        pairs = cols.astype(np.int64) * n_docs + np.repeat(np.arange(n_docs, dtype=np.int64), lengths)
+        del cols
+        pairs.sort()
+        first = np.flatnonzero(np.r_[True, pairs[1:] != pairs[:-1]])
+        tf = np.diff(np.r_[first, pairs.shape[0]])
+        pairs = pairs[first]
+        indptr = np.zeros(keys.shape[0] + 1, dtype=np.int64)
+        np.cumsum(np.bincount(pairs // n_docs, minlength=keys.shape[0]), out=indptr[1:])
+        self._partials.append(
+            _Partial(
+                keys=keys,
+                indptr=indptr,
+                rows=rows[pairs % n_docs].astype(np.int32),
+                tf=np.minimum(tf, np.iinfo(np.uint16).max).astype(np.uint16),
+            )
+        )
 
     def finish(self, avgdl: float | None = None) -> None:
         """``avgdl`` restores a saved index's length normalisation exactly (live edits do not
         move it, so it is not the current mean of a reloaded index)."""
-        lengths = np.frombuffer(self._lengths, dtype=np.int32).copy() if self._lengths else np.zeros(0, np.int32)
+        self._fold()
+        index = self._index
+        lengths = np.frombuffer(self._lengths, dtype=np.int32).astype(np.float32)
+        rows = np.frombuffer(self._rows, dtype=np.int64).copy()
         if avgdl is None:
             avgdl = float(lengths.mean()) if lengths.shape[0] and lengths.mean() > 0 else 1.0
-        self._index.avgdl = avgdl
-        rows = np.frombuffer(self._rows, dtype=np.int64).copy() if self._rows else np.zeros(0, np.int64)
-        local = np.frombuffer(self._local, dtype=np.int64).copy() if self._local else np.zeros(0, np.int64)
-        cols = np.frombuffer(self._cols, dtype=np.int64).copy() if self._cols else np.zeros(0, np.int64)
-        self._rows, self._lengths, self._local, self._cols = array("q"), array("i"), array("q"), array("q")
-        self._index._append(rows, local, cols, lengths)
+        index.avgdl = avgdl
+        self._rows, self._lengths = array("q"), array("i")
+        partials, self._partials = self._partials, []
+        keys = np.unique(np.concatenate([part.keys for part in partials])) if partials else np.zeros(0, np.int64)
+        index.vocab = Vocabulary(keys)
+        if rows.shape[0] == 0:
+            return
+        index._ensure_rows(int(rows.max()))
+        norm = np.ones(index.alive.shape[0], dtype=np.float32)
+        norm[rows] = index.k1 * (1.0 - index.b + index.b * np.maximum(lengths, 1.0) / avgdl)
+        del lengths
+        columns = [np.searchsorted(keys, part.keys) for part in partials]
+        counts = np.zeros(keys.shape[0], dtype=np.int64)
+        for part, cols in zip(partials, columns, strict=True):
+            counts[cols] += np.diff(part.indptr)
+        indptr = np.zeros(keys.shape[0] + 1, dtype=np.int64)
+        np.cumsum(counts, out=indptr[1:])
+        out_rows = np.empty(int(indptr[-1]), dtype=np.int32)
+        out_weights = np.empty(int(indptr[-1]), dtype=np.float32)
+        # Chunks in document order, each appended at its columns' cursors: rows stay ascending
+        # within a column, as in a CSC matrix, without sorting all postings at once.
+        cursor = indptr[:-1].copy()
+        while partials:
+            part, cols = partials.pop(0), columns.pop(0)
+            counts = np.diff(part.indptr)
+            target = np.repeat(cursor[cols] - part.indptr[:-1], counts) + np.arange(part.rows.shape[0])
+            tf = part.tf.astype(np.float32)
+            out_rows[target] = part.rows
+            out_weights[target] = tf * np.float32(index.k1 + 1.0) / (tf + norm[part.rows])
+            cursor[cols] += counts
+        index.segments = [_Segment(indptr, out_rows, out_weights)]
+        index.alive[rows] = True
+        index.n_alive = int(index.alive.sum())
