@@ -681,3 +681,16 @@ def test_sentence_transformer_embedder(config: RetrievalConfig) -> None:
         ]
     )
     assert index.search("how much data do I have left", audience="customer").hits[0].entry_id == 1
+
+
+def test_the_rebuild_text_store_returns_strings_by_row() -> None:
+    from knowledge.retrieval.index import _Texts
+
+    texts = _Texts()
+    texts.set(2, "港澳日套餐")
+    texts.set(0, "流量 5gb")
+    texts.set(2, "寬頻")  # a row written again keeps its last text
+    assert len(texts) == 3
+    assert [texts[0], texts[1], texts[2]] == ["流量 5gb", "", "寬頻"]
+    assert texts[1:] == ["", "寬頻"]
+    assert texts[np.int64(0)] == "流量 5gb"  # rows arrive as numpy integers from the stream
