@@ -181,7 +181,10 @@ class Vocabulary:
 
     def get(self, term: str) -> int | None:
         key = hash(term)
-        position = int(np.searchsorted(self._keys, key))
+        return self._find(key, int(np.searchsorted(self._keys, key)))
+
+    def _find(self, key: int, position: int) -> int | None:
+        """The column of ``key``, given where it would sit in the sorted bulk keys."""
         if position < self._keys.shape[0] and int(self._keys[position]) == key:
             return position
         return self._live.get(key)
@@ -192,14 +195,7 @@ class Vocabulary:
             return []
         keys = np.fromiter((hash(term) for term in terms), dtype=np.int64, count=len(terms))
         positions = np.searchsorted(self._keys, keys)
-        out: list[int | None] = []
-        size = self._keys.shape[0]
-        for key, position in zip(keys.tolist(), positions.tolist(), strict=True):
-            if position < size and int(self._keys[position]) == key:
-                out.append(position)
-            else:
-                out.append(self._live.get(key))
-        return out
+        return [self._find(key, position) for key, position in zip(keys.tolist(), positions.tolist(), strict=True)]
 
     def column(self, term: str) -> int:
         """The term's column, assigning the next one to a term never seen."""
@@ -242,13 +238,18 @@ class SparseBM25:
             dtype=np.float32,
         )
         tf.sum_duplicates()
-        norm = self.k1 * (1.0 - self.b + self.b * np.maximum(lengths, 1).astype(np.float32) / self.avgdl)
         coo = tf.tocoo()
-        weights = coo.data * (self.k1 + 1.0) / (coo.data + norm[coo.row])
+        weights = self._term_weights(coo.data, lengths[coo.row])
         csc = sp.csc_matrix((weights, (coo.row, coo.col)), shape=tf.shape, dtype=np.float32)
         csc.sort_indices()
         global_rows = rows.astype(np.int32)[csc.indices]
         return _Segment(csc.indptr.astype(np.int64), global_rows, csc.data.astype(np.float32))
+
+    def _term_weights(self, tf: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """BM25's saturated, length-normalised term frequency (float32), one per posting."""
+        tf = tf.astype(np.float32, copy=False)
+        norm = self.k1 * (1.0 - self.b + self.b * np.maximum(lengths, 1).astype(np.float32) / self.avgdl)
+        return tf * np.float32(self.k1 + 1.0) / (tf + norm)
 
     def builder(self) -> BulkBuilder:
         """Start a full build that takes documents one by one, holding only integer arrays."""
@@ -471,7 +472,7 @@ class BulkBuilder:
         move it, so it is not the current mean of a reloaded index)."""
         self._fold()
         index = self._index
-        lengths = np.frombuffer(self._lengths, dtype=np.int32).astype(np.float32)
+        lengths = np.frombuffer(self._lengths, dtype=np.int32).copy()
         rows = np.frombuffer(self._rows, dtype=np.int64).copy()
         if avgdl is None:
             avgdl = float(lengths.mean()) if lengths.shape[0] and lengths.mean() > 0 else 1.0
@@ -483,8 +484,8 @@ class BulkBuilder:
         if rows.shape[0] == 0:
             return
         index._ensure_rows(int(rows.max()))
-        norm = np.ones(index.alive.shape[0], dtype=np.float32)
-        norm[rows] = index.k1 * (1.0 - index.b + index.b * np.maximum(lengths, 1.0) / avgdl)
+        length_of = np.zeros(index.alive.shape[0], dtype=np.int32)
+        length_of[rows] = lengths
         del lengths
         columns = [np.searchsorted(keys, part.keys) for part in partials]
         counts = np.zeros(keys.shape[0], dtype=np.int64)
@@ -501,9 +502,8 @@ class BulkBuilder:
             part, cols = partials.pop(0), columns.pop(0)
             counts = np.diff(part.indptr)
             target = np.repeat(cursor[cols] - part.indptr[:-1], counts) + np.arange(part.rows.shape[0])
-            tf = part.tf.astype(np.float32)
             out_rows[target] = part.rows
-            out_weights[target] = tf * np.float32(index.k1 + 1.0) / (tf + norm[part.rows])
+            out_weights[target] = index._term_weights(part.tf, length_of[part.rows])
             cursor[cols] += counts
         index.segments = [_Segment(indptr, out_rows, out_weights)]
         index.alive[rows] = True
